@@ -1,0 +1,99 @@
+"""Counting function evaluations and splitting an NFE budget between stages.
+
+One NFE is one particle passed through the denoiser, the decoder and the reward;
+the paper counts a forward+backward pass as one. Forward-only passes (Top-K,
+gradient-free SMC, the last look-ahead before σ = 0) are counted apart because
+they cost about a third as much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import validation
+
+
+@dataclass
+class NFECounter:
+    grad: int = 0      # particles evaluated with forward + backward
+    forward: int = 0   # particles evaluated forward only
+
+    @property
+    def total(self) -> int:
+        return self.grad + self.forward
+
+    def add(self, count: int, with_grad: bool) -> None:
+        if with_grad:
+            self.grad += count
+        else:
+            self.forward += count
+
+    def as_dict(self) -> dict[str, int]:
+        return {"nfe": self.total, "nfe_grad": self.grad, "nfe_forward": self.forward}
+
+
+def smc_nfe(num_particles: int, num_steps: int, has_initial_evaluation: bool) -> int:
+    """Evaluations of an SMC run over `num_steps` sigma steps (the last lands on σ = 0).
+
+    The start needs K evaluations unless the initial sampler already made them;
+    each of the first num_steps−1 steps evaluates the K new states; the last step
+    (x' = x̂0) needs none.
+    """
+    return num_particles * (num_steps - 1) + (0 if has_initial_evaluation else num_particles)
+
+
+def mcmc_nfe(num_chains: int, mcmc_steps: int) -> int:
+    """C chains: one evaluation at the start and one per iteration."""
+    return num_chains * (mcmc_steps + 1)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """How many particles and MCMC iterations an NFE budget buys."""
+
+    num_particles: int
+    mcmc_steps: int       # 0 for methods without MCMC
+    topk_candidates: int  # 0 unless method == "topk"
+    nfe_initial: int
+    nfe_smc: int
+
+    @property
+    def nfe(self) -> int:
+        return self.nfe_initial + self.nfe_smc
+
+
+def plan_budget(method: str, nfe: int, num_steps: int, num_chains: int = 1,
+                initial_fraction: float = 0.5) -> BudgetPlan:
+    """Split `nfe` evaluations for `method` at `num_steps` SMC steps.
+
+    prior: all of it to SMC, K = ⌊nfe / num_steps⌋.
+    pcnl, mala, ula: `initial_fraction` (½ in the paper) to C chains of MCMC, the
+        rest to SMC whose K particles come with their evaluation from the chains.
+    topk: the same split; the initial part is N forward-only candidates.
+    bon (Best-of-N, no SMC weighting): N = ⌊nfe / num_steps⌋ independent samples.
+    """
+    validation.integer_at_least("nfe", nfe, 1)
+    validation.integer_at_least("num_steps", num_steps, 1)
+    validation.integer_at_least("num_chains", num_chains, 1)
+    validation.in_range("initial_fraction", initial_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    if method in ("prior", "bon"):
+        k = nfe // num_steps
+        _enough(method, nfe, k)
+        return BudgetPlan(k, 0, 0, 0, smc_nfe(k, num_steps, False))
+    initial = int(round(nfe * initial_fraction))
+    if method == "topk":
+        # the K kept candidates are re-evaluated with a gradient at the SMC start
+        k = (nfe - initial) // num_steps
+        _enough(method, nfe, k)
+        return BudgetPlan(k, 0, initial, initial, smc_nfe(k, num_steps, False))
+    if method in ("pcnl", "mala", "ula"):
+        steps = initial // num_chains - 1
+        k = (nfe - initial) // max(num_steps - 1, 1)
+        _enough(method, nfe, min(k, steps))
+        return BudgetPlan(k, steps, 0, mcmc_nfe(num_chains, steps), smc_nfe(k, num_steps, True))
+    raise ValueError(f"method must be one of prior, topk, ula, mala, pcnl, bon; got {method!r}")
+
+
+def _enough(method: str, nfe: int, count: int) -> None:
+    if count < 1:
+        raise ValueError(f"nfe={nfe} is too small for method {method!r} at this number of steps and chains")

@@ -1,0 +1,10 @@
+"""The exact-target toy (brief §2): a Gaussian-mixture prior with its closed-form
+denoiser in both parameterisations, a log-Gaussian reward, the exact tilted
+target, metrics against it, the `python -m psi_core.toy` CLI and the demo."""
+
+from .mixture import DiagonalMixture, GaussianReward, expected_reward, tilt
+from .problems import ToyProblem, figure1, schedule
+from .run import METHODS, ToySettings, run_toy
+
+__all__ = ["DiagonalMixture", "GaussianReward", "METHODS", "ToyProblem", "ToySettings", "expected_reward",
+           "figure1", "run_toy", "schedule", "tilt"]

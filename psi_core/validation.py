@@ -1,0 +1,81 @@
+"""Input checks shared by every public entry of the core.
+
+Each check raises `ValueError`/`TypeError` naming the parameter, the value received
+and what is allowed, so a node can show the message as it is. All checks run
+before any model evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+
+def positive_finite(name: str, value: float) -> float:
+    """A finite number > 0 (α, temperatures, scales)."""
+    number = _real(name, value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return number
+
+
+def in_range(name: str, value: float, low: float, high: float, *, low_open: bool = False,
+             high_open: bool = False) -> float:
+    """A finite number in [low, high] (brackets opened as asked)."""
+    number = _real(name, value)
+    too_low = number <= low if low_open else number < low
+    too_high = number >= high if high_open else number > high
+    if not math.isfinite(number) or too_low or too_high:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}; got {value!r}")
+    return number
+
+
+def integer_at_least(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+    return value
+
+
+def choice(name: str, value: str, allowed: Iterable[str]) -> str:
+    allowed = list(allowed)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def sigmas(values: torch.Tensor) -> torch.Tensor:
+    """A 1-D schedule σ_0 > σ_1 > … > σ_N = 0 with at least one step."""
+    if not isinstance(values, torch.Tensor):
+        raise TypeError(f"sigmas must be a 1-D torch.Tensor; got {type(values).__name__}")
+    if values.ndim != 1 or values.numel() < 2:
+        raise ValueError(f"sigmas must be 1-D with at least 2 entries; got shape {tuple(values.shape)}")
+    s = values.detach().to("cpu", torch.float64)
+    if not torch.isfinite(s).all():
+        raise ValueError(f"sigmas must be finite; got {s.tolist()}")
+    if s[-1] != 0:
+        raise ValueError(f"sigmas must end at 0; the last is {float(s[-1])}")
+    if not (s[1:] < s[:-1]).all():
+        raise ValueError(f"sigmas must be strictly decreasing; got {s.tolist()}")
+    return values
+
+
+def same_shape(name: str, tensor: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
+    if tuple(tensor.shape) != tuple(other.shape):
+        raise ValueError(
+            f"{name} has shape {tuple(tensor.shape)} but {other_name} has shape {tuple(other.shape)}; "
+            "they must match"
+        )
+
+
+def _real(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            return float(value)
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    return float(value)
