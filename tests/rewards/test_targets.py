@@ -1,0 +1,70 @@
+"""Targets are validated when built, with messages naming the value and what is allowed."""
+
+import math
+
+import pytest
+import torch
+
+from psi_sampler.rewards.targets import CountTarget, LayoutTarget
+
+
+def test_layout_target_normalises_pixels():
+    target = LayoutTarget.build(["Cat", "horse."], [[0, 0, 256, 128], [256, 256, 512, 512]], image_size=(512, 512))
+    assert target.phrases == ("cat", "horse")
+    torch.testing.assert_close(target.boxes, torch.tensor([[0, 0, 0.5, 0.25], [0.5, 0.5, 1, 1]]))
+
+
+def test_layout_target_from_paper_record_and_duplicates():
+    record = {"phrases": ["cat", "cat", "dog"], "bboxes": [[0, 0, 100, 100], [200, 200, 300, 300], [1, 1, 50, 60]]}
+    target = LayoutTarget.from_record(record)
+    assert target.unique_phrases == ("cat", "dog")
+    assert target.phrase_index.tolist() == [0, 0, 1]
+    assert target.boxes.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "phrases, boxes, kwargs, pattern",
+    [
+        (["cat"], [[0.1, 0.1, 1.2, 0.5]], {"units": "normalized"}, "outside the image"),
+        (["cat"], [[10, 10, 600, 100]], {"image_size": (512, 512)}, "outside the image.*512"),
+        (["cat"], [[-5, 10, 100, 100]], {"image_size": (512, 512)}, "outside the image"),
+        (["cat"], [[10, 10, 100, 100]], {}, "no image_size"),
+        (["  "], [[0.1, 0.1, 0.2, 0.2]], {}, "phrase 0 is empty"),
+        ([""], [[0.1, 0.1, 0.2, 0.2]], {}, "empty"),
+        (["cat", "dog"], [[0.1, 0.1, 0.2, 0.2]], {}, "2 phrases but 1 boxes"),
+        (["cat"], [[0.1, 0.1, 0.2]], {}, r"must be \[x1, y1, x2, y2\]"),
+        (["cat"], [[0.1, float("nan"), 0.2, 0.3]], {}, "must be finite"),
+        (["cat"], [[0.1, 0.1, math.inf, 0.3]], {}, "must be finite"),
+        (["cat"], [[0.3, 0.1, 0.2, 0.4]], {}, "x1 < x2"),
+        (["a. b"], [[0.1, 0.1, 0.2, 0.2]], {}, "contains '.'"),
+        ([], [], {}, "non-empty list"),
+        (["cat"], [[0.1, 0.1, 0.2, 0.2]], {"units": "inches"}, "units must be one of"),
+        (["cat"], [[1, 1, 20, 20]], {"image_size": (0, 10)}, "positive"),
+    ],
+)
+def test_bad_layout_targets(phrases, boxes, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        LayoutTarget.build(phrases, boxes, **kwargs)
+
+
+def test_count_target():
+    target = CountTarget.from_record({"items": [{"prompt": "Eggs", "count": 17}, {"prompt": "cat", "count": 0}]})
+    assert target.objects == ("eggs", "cat")
+    assert target.counts.tolist() == [17.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "objects, counts, pattern",
+    [
+        (["eggs"], [-1], "count 0 .*'eggs'.* must be >= 0"),
+        (["eggs"], [float("nan")], "must be finite"),
+        (["eggs"], ["many"], "must be a number"),
+        (["eggs", "eggs"], [1, 2], "distinct"),
+        (["eggs"], [1, 2], "one count per object"),
+        ([""], [1], "empty"),
+        ("eggs", [1], "non-empty list"),
+    ],
+)
+def test_bad_count_targets(objects, counts, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        CountTarget.build(objects, counts)
