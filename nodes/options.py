@@ -1,0 +1,112 @@
+"""Inputs shared by the Ψ sampler nodes (one definition, one tooltip each) and
+their conversion to core configs."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from comfy_api.latest import io
+
+from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
+from .host_bridge import scheduler_names
+from .types import PsiReward
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def conditioning_inputs() -> list[io.Input]:
+    return [
+        io.Model.Input("model", tooltip="The diffusion or flow model (EPS, V-prediction or flow/CONST)."),
+        io.Conditioning.Input("positive", tooltip="Conditioning describing what to include in the image."),
+        io.Conditioning.Input("negative", tooltip="Conditioning describing what to exclude from the image."),
+        io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale, as in KSampler (1.0 skips the negative pass; "
+                               "use 1.0 for FLUX)."),
+    ]
+
+
+def reward_inputs() -> list[io.Input]:
+    return [
+        io.Vae.Input("vae", tooltip="The model's VAE: predicted latents are decoded with it (with gradients) "
+                                    "before the reward scores them."),
+        PsiReward.Input("reward", tooltip="The reward r(image) to align to (a Ψ reward loader); higher is better."),
+    ]
+
+
+def seed_input() -> io.Input:
+    return io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                        tooltip="Seed of every random draw of this node; the same seed gives the same output.")
+
+
+def schedule_inputs(steps_tooltip: str) -> list[io.Input]:
+    return [
+        io.Int.Input("steps", default=20, min=1, max=10000, tooltip=steps_tooltip),
+        io.Combo.Input("scheduler", options=scheduler_names(), default="simple",
+                       tooltip="The noise schedule, as in KSampler."),
+        io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
+                       tooltip="How much of the schedule to run, as in KSampler: below 1.0 the input latent is "
+                               "kept partly (img2img)."),
+    ]
+
+
+def grad_batch_input() -> io.Input:
+    return io.Int.Input("grad_batch_size", default=2, min=1, max=256,
+                        tooltip="Particles per forward+backward pass through model, VAE and reward. Lower it if "
+                                "you run out of memory; forward-only passes use twice as many.")
+
+
+def smc_inputs() -> list[io.Input]:
+    return [
+        io.Float.Input("alpha", default=0.1, min=1e-4, max=1e4, step=0.001, round=False,
+                       tooltip="Reward temperature α of the target p(x)·exp(r(x)/α): smaller follows the reward "
+                               "more strongly (and resamples more)."),
+        io.Float.Input("ess_threshold", default=0.5, min=0.0, max=1.0, step=0.05,
+                       tooltip="Resample when the effective sample size falls below this fraction of the "
+                               "particles (0 never resamples)."),
+        io.Combo.Input("resampling", options=list(RESAMPLERS), default=DEFAULT_SCHEME,
+                       tooltip="Resampling scheme: systematic (default, lowest variance), stratified, "
+                               "multinomial, residual or ssp."),
+        io.Float.Input("eta", default=1.0, min=0.0, max=1.0, step=0.05,
+                       tooltip="Ancestral noise of each step (1.0 = Euler ancestral). At 0 the steps are "
+                               "deterministic and only resampling explores."),
+        io.Float.Input("guidance", default=1.0, min=0.0, max=1000.0, step=0.1,
+                       tooltip="Scale γ of the reward-gradient shift of each step's proposal (0 = no gradient, "
+                               "proposals from the model itself)."),
+        io.Boolean.Input("gradient_free", default=False,
+                         tooltip="FK-steering style: propose from the model and weight by reward differences "
+                                 "only. Forward passes only; works with rewards that have no gradient."),
+        grad_batch_input(),
+        io.Combo.Input("output", options=list(OUTPUTS), default="best",
+                       tooltip="best: the particle with the highest final reward; all: every particle as a "
+                               "batch; sample: one particle drawn by its final weight."),
+    ]
+
+
+def trace_steps_input() -> io.Input:
+    return io.Int.Input("trace_steps", default=6, min=0, max=10000, optional=True,
+                        tooltip="SMC steps whose predicted latents the trace keeps for the particle visualizer "
+                                "(evenly spaced, always the last; 0 keeps none). Each costs K latents of memory.")
+
+
+def smc_config(alpha: float, ess_threshold: float, resampling: str, eta: float, guidance: float,
+               gradient_free: bool, output: str) -> SMCConfig:
+    """The validated core config (ValueError/TypeError with a message naming the input)."""
+    return SMCConfig(alpha=alpha, ess_threshold=ess_threshold, resampling=resampling, eta=eta, guidance=guidance,
+                     gradient_free=bool(gradient_free), output=output).validated()
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+def validation_result(check: Callable[[], object], *values) -> bool | str:
+    """True, or the message of the check's ValueError/TypeError. Skipped (True) when
+    any value is None: a linked input is only known at execution, where it is checked again."""
+    if any(v is None for v in values):
+        return True
+    try:
+        check()
+    except (ValueError, TypeError) as err:
+        return str(err)
+    return True

@@ -1,0 +1,121 @@
+"""The Ψ sampler functions that run inside ComfyUI's sampling loop.
+
+Both have the k-diffusion signature `fn(model, x, sigmas, extra_args, callback,
+disable)`: `model` is ComfyUI's CFG-combined denoiser, `x` [K, C, H, W] the
+starting states ComfyUI made from the NOISE with `noise_scaling`, `sigmas` the
+schedule on the model's device. All maths is the core's; these functions wire it
+to the host bridge, progress and events, and leave what the node needs in a
+`RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from ..psi_core import InitialConfig, InitialParticles, SMCConfig, SMCResult, Trace, draw_initial, run_smc
+from ..visualizer.convert import choose_steps
+from .host_bridge import SamplerBridge, check_reward, evaluation_source
+from .particles import PsiParticles, stage_generator
+from .progress import MCMCProgress, SMCProgress, show_text
+
+LOG = logging.getLogger("psi_sampler")
+
+GUIDED_METHODS = ("pcnl", "mala", "ula")
+
+
+@dataclass
+class RunOutcome:
+    """What a sampler function leaves for its node."""
+
+    particles: PsiParticles | None = None
+    result: SMCResult | None = None
+
+
+def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, generator: torch.Generator,
+                     outcome: RunOutcome):
+    """Sampler function drawing the K initial particles at sigmas[0] into
+    `outcome.particles`; returns x unchanged (its node ignores the samples)."""
+    config = config.validated()
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        if config.method in GUIDED_METHODS:
+            check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
+        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+            bridge.prepare(tuple(x.shape))
+            look = bridge.lookahead()
+            progress = MCMCProgress(bridge.patcher, config.mcmc_steps, bridge, look.counter)
+            initial = draw_initial(config, look, bridge.start(sigmas), tuple(x.shape[1:]),
+                                   float(sigmas[0]), generator, bridge.device, on_iteration=progress)
+            source = evaluation_source(bridge.guider, vae, reward)
+            outcome.particles = PsiParticles.from_initial(initial, bridge.family, source)
+        acceptance = initial.trace.acceptance
+        show_text(f"{config.method}: {config.num_particles} particles"
+                  + ("" if acceptance is None else f" · acceptance {acceptance:.2f}"))
+        return x
+
+    return sample
+
+
+def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: RunOutcome,
+                 particles: PsiParticles | None = None, generator: torch.Generator | None = None,
+                 trace_steps: int = 0):
+    """Sampler function running the SMC from the K states in x (or from `particles`,
+    the Ψ initial particles those states were made from); returns the output latents.
+
+    generator: the node's "smc" stream; None derives it from the sampling seed
+    (SamplerCustomAdvanced passes the NOISE's seed).
+    trace_steps: how many steps (evenly spaced, the last included) keep their
+    predicted latents in the trace for the visualizer."""
+    config = config.validated()
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        check_reward(reward, needs_gradient=config.guided, purpose="guided SMC (guidance > 0)")
+        gen = generator or stage_generator(int((extra_args or {}).get("seed") or 0), "smc")
+        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+            bridge.prepare(tuple(x.shape))
+            source = evaluation_source(bridge.guider, vae, reward)
+            initial = _starting_particles(bridge, x, sigmas, particles, source)
+            look = bridge.lookahead()
+            progress = SMCProgress(callback, sigmas, look.counter)
+            run_config = _recording(config, len(sigmas) - 1, trace_steps)
+            result = run_smc(initial, sigmas, look, run_config, bridge.family, gen, on_step=progress.on_step)
+            progress.finish(result.samples)
+        outcome.result = result
+        return result.samples
+
+    return sample
+
+
+def _recording(config: SMCConfig, steps: int, trace_steps: int) -> SMCConfig:
+    if not trace_steps or steps < 1:
+        return config
+    return dataclasses.replace(config, record_x0_steps=tuple(choose_steps(steps, int(trace_steps))))
+
+
+def _starting_particles(bridge: SamplerBridge, x: torch.Tensor, sigmas: torch.Tensor,
+                        particles: PsiParticles | None, source: tuple) -> InitialParticles:
+    """The Ψ particles (checked against the states ComfyUI made) or prior particles x."""
+    sigma0 = float(sigmas[0])
+    if particles is None:
+        start = bridge.start(sigmas)
+        offset = 0.0 if start.offset is None else start.offset.to(x)
+        eps = (x - offset) / start.scale
+        return InitialParticles("prior", eps, x, sigma0, None, None, Trace(method="prior"))
+    particles.check_compatible(bridge.family, sigma0, tuple(x.shape[1:]))
+    initial = particles.to_initial(x.device, source)
+    tolerance = 1e-4 * max(1.0, float(x.abs().max()))
+    same = x.shape[0] == particles.num_particles and torch.allclose(initial.x.to(x.dtype), x, rtol=1e-4,
+                                                                    atol=tolerance)
+    if not same:
+        raise ValueError(
+            f"the starting states are not the Ψ particles ({x.shape[0]} states for {particles.num_particles} "
+            "particles): connect the Ψ Initial Sampler's NOISE to SamplerCustomAdvanced as well as to this "
+            "sampler's initial_noise, with the same latent")
+    if initial.evaluation is None and particles.evaluation is not None:
+        LOG.warning("psi: the Ψ particles were scored with another model, conditioning, VAE or reward; "
+                    "scoring them again (their tilt may not match this reward)")
+    return initial

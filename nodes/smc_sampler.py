@@ -1,0 +1,109 @@
+"""PsiSMCSampler: reward-aligned SMC as a KSampler replacement.
+
+Given the Ψ initial sampler's LATENT it continues from those K particles with
+consistent weights (and their cached look-ahead); given a plain latent it runs
+prior-initialised SMC with `particles` particles.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..psi_core.rng import randn
+from . import host_bridge
+from .options import (check_positive_int, conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
+                      smc_config, smc_inputs, trace_steps_input, validation_result)
+from .particles import PSI_KEY, PsiParticles, stage_generator
+from .progress import sampler_callback
+from .runs import RunOutcome, smc_function
+from .types import PsiTrace
+
+
+def particle_count(samples_batch: int, particles: int, carried: PsiParticles | None) -> int:
+    """K: the carried Ψ particles' count, else `particles` (the latent batch must be 1 or K)."""
+    if carried is not None:
+        if samples_batch != carried.num_particles:
+            raise host_bridge.HostInputError(
+                f"the latent carries {carried.num_particles} Ψ particles but its batch is {samples_batch}: connect "
+                "the Ψ initial sampler's LATENT directly")
+        return carried.num_particles
+    if samples_batch not in (1, particles):
+        raise host_bridge.HostInputError(
+            f"the latent has a batch of {samples_batch} but particles is {particles}: use a latent of batch 1 "
+            "(repeated for every particle) or of batch equal to particles")
+    return particles
+
+
+class PsiSMCSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiSMCSampler",
+            display_name="Ψ SMC Sampler",
+            category="sampling/psi",
+            description=(
+                "KSampler replacement that samples p(x)·exp(r(x)/α) with K particles: reward-guided proposals, "
+                "importance weights and resampling. Continues from the Ψ Initial Sampler's particles, or starts "
+                "from noise on a plain latent."),
+            inputs=[
+                conditioning_inputs()[0],
+                seed_input(),
+                *schedule_inputs("The number of SMC steps (one look-ahead evaluation per particle per step)."),
+                *conditioning_inputs()[1:],
+                io.Latent.Input("latent_image",
+                                tooltip="The Ψ Initial Sampler's particles, or a plain latent (batch 1 or "
+                                        "particles) to start from noise; with denoise < 1 it is the image kept."),
+                *reward_inputs(),
+                io.Int.Input("particles", default=4, min=1, max=4096,
+                             tooltip="Number K of particles on a plain latent; ignored when the latent carries Ψ "
+                                     "particles (their count is used)."),
+                *smc_inputs(),
+                trace_steps_input(),
+            ],
+            outputs=[
+                io.Latent.Output("latent", display_name="latent",
+                                 tooltip="The output latent(s): one for best/sample, K for all."),
+                PsiTrace.Output("trace", display_name="trace",
+                                tooltip="What the run did (ESS, weights, ancestors, rewards, NFE) for the visualizer."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
+                        grad_batch_size):
+        values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output)
+
+        def check():
+            smc_config(*values)
+            check_positive_int("particles", particles)
+            check_positive_int("grad_batch_size", grad_batch_size)
+
+        return validation_result(check, *values, particles, grad_batch_size)
+
+    @classmethod
+    def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
+                particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
+                output, trace_steps=6) -> io.NodeOutput:
+        config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output)
+        check_positive_int("grad_batch_size", grad_batch_size)
+        samples = host_bridge.prepare_latent(model, latent_image)
+        host_bridge.check_vae(vae, model)
+        host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
+        carried = latent_image.get(PSI_KEY)
+        k = particle_count(samples.shape[0], particles, carried)
+        sigmas = host_bridge.schedule(model, scheduler, steps, denoise)
+        if carried is not None:
+            carried.check_compatible(host_bridge.family_of(model), float(sigmas[0]), tuple(samples.shape[1:]))
+
+        generator = stage_generator(seed, "smc")
+        noise = carried.eps.clone() if carried is not None else randn((k, *samples.shape[1:]), generator)
+        latent = samples.expand(k, *samples.shape[1:]).contiguous() if samples.shape[0] == 1 else samples
+        outcome = RunOutcome()
+        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps)
+        guider = host_bridge.cfg_guider(model, positive, negative, cfg)
+        callback = sampler_callback(model, steps)
+        result = host_bridge.sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)
+        dropped = ("samples", "batch_index", "noise_mask", PSI_KEY)
+        out = {key: v for key, v in latent_image.items() if key not in dropped}
+        out["samples"] = result
+        return io.NodeOutput(out, outcome.result.trace)

@@ -1,0 +1,70 @@
+"""PsiSMCSamplerCustom: the Ψ SMC as a SAMPLER for SamplerCustomAdvanced.
+
+Works with any GUIDER, SIGMAS and NOISE. The particles are the batch of the
+latent/noise SamplerCustomAdvanced starts from; with the Ψ Initial Sampler's NOISE
+connected to both SamplerCustomAdvanced and `initial_noise`, the SMC reuses the
+particles' look-ahead and weights them consistently with their tilt.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from . import host_bridge
+from .noise import PsiNoise
+from .options import (check_positive_int, reward_inputs, smc_config, smc_inputs, trace_steps_input,
+                      validation_result)
+from .runs import RunOutcome, smc_function
+
+
+class PsiSMCSamplerCustom(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiSMCSamplerCustom",
+            display_name="Ψ SMC Sampler (custom)",
+            category="sampling/psi",
+            description=(
+                "Reward-aligned SMC as a SAMPLER for SamplerCustomAdvanced (any guider, sigmas and noise). The "
+                "latent's batch is the number of particles; SamplerCustomAdvanced's seed drives the SMC."),
+            inputs=[
+                *reward_inputs(),
+                *smc_inputs(),
+                io.Noise.Input("initial_noise", optional=True,
+                               tooltip="The Ψ Initial Sampler's NOISE (also connected to SamplerCustomAdvanced): "
+                                       "reuses its particles' look-ahead and weights them consistently. Leave "
+                                       "empty for prior-initialised SMC."),
+                trace_steps_input(),
+            ],
+            outputs=[
+                io.Sampler.Output("sampler", display_name="sampler",
+                                  tooltip="The Ψ SMC sampler for SamplerCustomAdvanced."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output,
+                        grad_batch_size):
+        values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output)
+
+        def check():
+            smc_config(*values)
+            check_positive_int("grad_batch_size", grad_batch_size)
+
+        return validation_result(check, *values, grad_batch_size)
+
+    @classmethod
+    def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
+                output, initial_noise=None, trace_steps=6) -> io.NodeOutput:
+        config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output)
+        check_positive_int("grad_batch_size", grad_batch_size)
+        host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
+        particles = None
+        if initial_noise is not None:
+            if not isinstance(initial_noise, PsiNoise):
+                raise host_bridge.HostInputError(
+                    "initial_noise must be the Ψ Initial Sampler's NOISE (leave it empty for other noise)")
+            particles = initial_noise.particles
+        function = smc_function(config, grad_batch_size, vae, reward, RunOutcome(), particles,
+                                trace_steps=trace_steps)
+        return io.NodeOutput(host_bridge.make_sampler(function))

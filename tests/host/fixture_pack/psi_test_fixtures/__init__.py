@@ -1,0 +1,134 @@
+"""Test-only ComfyUI pack for psi-sampler's host tests (never shipped).
+
+Nodes:
+  PsiTestTinyModel      tiny random-weight SD1.5-like (EPS) or FLUX-like (flow) MODEL, VAE, conditioning
+  PsiTestReward         a PSI_REWARD: color (weight-free), tiny_net (weights), threshold (no gradient)
+  PsiTestGradCheck      the bridge's gradient against finite differences, run by the real executor
+  PsiTestLatentDigest   sha256 and statistics of a LATENT, shown in /history
+  PsiTestTraceSummary   a PSI_TRACE as JSON, shown in /history
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import torch
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import fixture_rewards, gradcheck, tiny
+
+PsiReward = io.Custom("PSI_REWARD")
+PsiTrace = io.Custom("PSI_TRACE")
+CATEGORY = "testing/psi"
+
+
+class PsiTestTinyModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestTinyModel", display_name="Ψ test: tiny model", category=CATEGORY,
+            description="Tiny random-weight model, VAE and conditioning built with ComfyUI's classes (tests only).",
+            inputs=[io.Combo.Input("family", options=list(tiny.FAMILIES), default="sd15", tooltip="Model family."),
+                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="Seed of the random weights.")],
+            outputs=[io.Model.Output("model", tooltip="MODEL"), io.Vae.Output("vae", tooltip="VAE"),
+                     io.Conditioning.Output("positive", tooltip="positive"),
+                     io.Conditioning.Output("negative", tooltip="negative")])
+
+    @classmethod
+    def execute(cls, family, seed):
+        return io.NodeOutput(*tiny.build(family, seed))
+
+
+class PsiTestReward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestReward", display_name="Ψ test: reward", category=CATEGORY,
+            description="A test reward following the PSI_REWARD contract (tests only).",
+            inputs=[io.Combo.Input("kind", options=list(fixture_rewards.KINDS), default="color", tooltip="Kind."),
+                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="Seed of tiny_net's weights.")],
+            outputs=[PsiReward.Output("reward", tooltip="PSI_REWARD")])
+
+    @classmethod
+    def execute(cls, kind, seed):
+        return io.NodeOutput(fixture_rewards.FixtureReward(kind, seed))
+
+
+class PsiTestGradCheck(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestGradCheck", display_name="Ψ test: gradient check", category=CATEGORY,
+            description="Bridge gradient vs central finite differences, inside ComfyUI's loop (tests only).",
+            inputs=[io.Model.Input("model", tooltip="MODEL"),
+                    io.Conditioning.Input("positive", tooltip="positive"),
+                    io.Conditioning.Input("negative", tooltip="negative"),
+                    io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, tooltip="cfg"),
+                    io.Vae.Input("vae", tooltip="VAE"), PsiReward.Input("reward", tooltip="reward"),
+                    io.Int.Input("steps", default=4, min=2, max=100, tooltip="schedule length"),
+                    io.String.Input("sigma_indices", default="0,2", tooltip="schedule indices to check"),
+                    io.Float.Input("rel_step", default=3e-3, min=1e-6, max=1.0, step=1e-4, round=False,
+                                   tooltip="finite-difference step relative to |x|"),
+                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="seed")],
+            outputs=[io.String.Output("report", tooltip="JSON figures")],
+            is_output_node=True)
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, vae, reward, steps, sigma_indices, rel_step, seed):
+        indices = [int(v) for v in sigma_indices.split(",") if v.strip()]
+        report = gradcheck.run(model, positive, negative, cfg, vae, reward, steps, indices, rel_step, seed)
+        text = json.dumps(report)
+        return io.NodeOutput(text, ui={"psi_gradcheck": [report]})
+
+
+class PsiTestLatentDigest(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestLatentDigest", display_name="Ψ test: latent digest", category=CATEGORY,
+            description="sha256 and statistics of a LATENT's samples (tests only).",
+            inputs=[io.Latent.Input("latent", tooltip="LATENT"),
+                    io.String.Input("label", default="", tooltip="label")],
+            outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, latent, label):
+        samples = latent["samples"].detach().to("cpu", torch.float32).contiguous()
+        info = {"label": label, "shape": list(samples.shape),
+                "sha256": hashlib.sha256(samples.numpy().tobytes()).hexdigest(),
+                "finite": bool(torch.isfinite(samples).all()), "mean": float(samples.mean()),
+                "std": float(samples.std()) if samples.numel() > 1 else 0.0,
+                "keys": sorted(k for k in latent if k != "samples")}
+        return io.NodeOutput(ui={"psi_digest": [info]})
+
+
+class PsiTestTraceSummary(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestTraceSummary", display_name="Ψ test: trace summary", category=CATEGORY,
+            description="A PSI_TRACE as JSON (tests only).",
+            inputs=[PsiTrace.Input("trace", tooltip="PSI_TRACE"),
+                    io.String.Input("label", default="", tooltip="label")],
+            outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, trace, label):
+        recorded = [r.step for r in trace.smc if r.x0_hat is not None]
+        summary = {"label": label, "recorded_steps": recorded, "initial_x0": trace.initial_x0_hat is not None,
+                   **trace.to_dict()}
+        return io.NodeOutput(ui={"psi_trace": [summary]})
+
+
+NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestLatentDigest, PsiTestTraceSummary]
+
+
+class FixtureExtension(ComfyExtension):
+    async def get_node_list(self):
+        return list(NODES)
+
+
+async def comfy_entrypoint():
+    return FixtureExtension()

@@ -1,0 +1,95 @@
+"""Finite-difference check of the host bridge's reward gradient (test-only).
+
+Runs inside ComfyUI's sampling loop (a sampler function under `guider.sample`,
+inside a node, so under the executor's inference mode): r̂(x, σ) through the
+CFG-combined model, the VAE decoder and the reward. For each σ checked and each
+direction v (the gradient's own direction and a random one), compares
+⟨∇_x r̂, v⟩ with the central difference (r̂(x + hv) − r̂(x − hv)) / 2h, and the
+gradient of a particle evaluated alone with the same particle in a batch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+
+def pack_module(suffix: str):
+    """The psi-sampler module loaded by ComfyUI whose name ends with `suffix`
+    (ComfyUI names a pack module after its path)."""
+    for name, module in list(sys.modules.items()):
+        if name.endswith(suffix) and module is not None:
+            return module
+    raise RuntimeError(f"psi-sampler is not loaded (no module *{suffix})")
+
+
+def inference_weights(*modules: torch.nn.Module) -> int:
+    return sum(int(t.is_inference()) for m in modules for t in list(m.parameters()) + list(m.buffers()))
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / v.flatten().norm().clamp_min(1e-30)
+
+
+def _central(look, x: torch.Tensor, sigma: float, v: torch.Tensor, step: float) -> float:
+    plus = float(look(x + step * v, sigma, need_grad=False).reward[0])
+    minus = float(look(x - step * v, sigma, need_grad=False).reward[0])
+    return (plus - minus) / (2.0 * step)
+
+
+def _directional(look, x: torch.Tensor, sigma: float, grad: torch.Tensor, v: torch.Tensor, step: float) -> dict:
+    """Central difference with one Richardson step (error O(h⁴)) against ⟨∇, v⟩."""
+    finite_difference = (4.0 * _central(look, x, sigma, v, step / 2.0) - _central(look, x, sigma, v, step)) / 3.0
+    analytic = float((grad.double() * v.double()).sum())
+    scale = max(abs(finite_difference), abs(analytic), 1e-30)
+    return {"analytic": analytic, "finite_difference": finite_difference,
+            "rel_error": abs(finite_difference - analytic) / scale, "step": step}
+
+
+def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_step: float, seed: int, report: dict):
+    """A sampler function that fills `report` with the figures and returns x."""
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        generator = torch.Generator().manual_seed(seed)
+        with bridge_module.SamplerBridge(model, extra_args, vae, reward, grad_batch_size=2) as bridge:
+            bridge.prepare((2, *x.shape[1:]))
+            look = bridge.lookahead()
+            eps = torch.randn((2, *x.shape[1:]), generator=generator).to(x)
+            report["family"] = bridge.family
+            report["checks"] = []
+            for index in sigma_indices:
+                sigma = float(sigmas[index])
+                states = bridge.start(sigmas[index:])(eps)
+                pair = look(states, sigma, need_grad=True)
+                single = look(states[:1], sigma, need_grad=True)
+                x0, grad = states[:1], single.grad
+                step = rel_step * float(x0.flatten().norm())
+                random_v = _unit(torch.randn(x0.shape, generator=generator).to(x0))
+                report["checks"].append({
+                    "sigma": sigma,
+                    "reward": float(single.reward[0]),
+                    "batch_vs_single": float((pair.grad[:1] - grad).abs().max() / grad.abs().max().clamp_min(1e-30)),
+                    "gradient_direction": _directional(look, x0, sigma, grad, _unit(grad), step),
+                    "random_direction": _directional(look, x0, sigma, grad, random_v, step),
+                })
+            report["clone_saved"] = bridge.clone_saved
+            report["converted"] = bridge.converted
+        return x
+
+    return sample
+
+
+def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_indices: list[int],
+        rel_step: float, seed: int) -> dict:
+    """Build a guider, run the check inside `guider.sample`, return the figures."""
+    bridge = pack_module("nodes.host_bridge")
+    report = {"inference_weights_before": inference_weights(model.model, vae.first_stage_model,
+                                                             *reward.modules())}
+    latent = torch.zeros((1, vae.latent_channels, 8, 8))
+    sigmas = bridge.schedule(model, "simple", steps, 1.0)
+    guider = bridge.cfg_guider(model, positive, negative, cfg)
+    function = check_function(bridge, vae, reward, sigma_indices, rel_step, seed, report)
+    bridge.sample_with(guider, torch.zeros_like(latent), latent, sigmas, function, seed)
+    report["inference_weights_after"] = inference_weights(model.model, vae.first_stage_model, *reward.modules())
+    return report

@@ -1,0 +1,93 @@
+"""Tiny random-weight models built with ComfyUI's own classes (test-only).
+
+SD1.5-like UNet (EPS) and FLUX-like DiT (flow, CONST) with AutoencoderKL VAEs for
+4- and 16-channel latents (/8 downscale), plus their conditioning. ComfyUI's ops
+skip weight initialisation, so every parameter is set by hand from a seeded
+generator. Built inside a node, the weights are inference tensors, like the
+weights of ComfyUI's own loaders.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.sd
+import comfy.supported_models
+from comfy.ldm.models.autoencoder import AutoencoderKL
+
+FAMILIES = ("sd15", "flux")
+
+SD15_UNET = {
+    "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
+    "num_res_blocks": [1, 1], "channel_mult": [1, 2], "transformer_depth": [1, 1],
+    "transformer_depth_output": [1, 1, 1, 1], "transformer_depth_middle": 1, "context_dim": 32,
+    "use_spatial_transformer": True, "legacy": False, "adm_in_channels": None,
+    "use_linear_in_transformer": False, "use_temporal_attention": False, "use_temporal_resblock": False,
+    "dtype": torch.float32,
+}
+
+FLUX_DIT = {
+    "image_model": "flux", "guidance_embed": True, "in_channels": 16, "out_channels": 16, "patch_size": 2,
+    "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
+    "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True,
+    "dtype": torch.float32,
+}
+
+WEIGHT_STD = 0.2
+
+
+def init_weights_(module: torch.nn.Module, generator: torch.Generator, std: float = WEIGHT_STD) -> None:
+    """Norm scales 1, biases 0, other weights N(0, std²)."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 1 and ("norm" in name or name.endswith(".scale")) and not name.endswith("bias"):
+                p.fill_(1.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.copy_(torch.randn(p.shape, generator=generator) * std)
+
+
+def vae_config(latent_channels: int) -> dict:
+    return {"params": {"embed_dim": latent_channels, "ddconfig": {
+        "double_z": True, "z_channels": latent_channels, "resolution": 64, "in_channels": 3, "out_ch": 3,
+        "ch": 32, "ch_mult": [1, 2, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}
+
+
+def build_vae(latent_channels: int, generator: torch.Generator) -> comfy.sd.VAE:
+    config = vae_config(latent_channels)
+    autoencoder = AutoencoderKL(**config["params"])
+    init_weights_(autoencoder, generator)
+    vae = comfy.sd.VAE(sd=autoencoder.state_dict(), config=config)
+    vae.latent_channels = latent_channels  # VAE(config=...) keeps 4 otherwise
+    return vae
+
+
+def _patcher(model) -> comfy.model_patcher.ModelPatcher:
+    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+def build(family: str, seed: int):
+    """(MODEL, VAE, positive, negative) for "sd15" or "flux"."""
+    generator = torch.Generator().manual_seed(int(seed))
+    if family == "sd15":
+        model = comfy.supported_models.SD15(dict(SD15_UNET)).get_model({})
+        init_weights_(model.diffusion_model, generator)
+        context = torch.randn((1, 7, 32), generator=generator)
+        positive = [[context, {}]]
+        negative = [[context * 0.25, {}]]
+        channels = 4
+    elif family == "flux":
+        model = comfy.supported_models.Flux(dict(FLUX_DIT)).get_model({})
+        init_weights_(model.diffusion_model, generator)
+        text = torch.randn((1, 5, 32), generator=generator)
+        pooled = torch.randn((1, 32), generator=generator)
+        positive = [[text, {"pooled_output": pooled, "guidance": 3.5}]]
+        negative = [[torch.zeros_like(text), {"pooled_output": torch.zeros_like(pooled), "guidance": 3.5}]]
+        channels = 16
+    else:
+        raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
+    return _patcher(model), build_vae(channels, generator), positive, negative
