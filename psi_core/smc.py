@@ -20,6 +20,7 @@ Resampling happens at the start of a step when ESS < τ·K, so the initial weigh
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -164,7 +165,8 @@ def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahea
     """Run the SMC from `initial` over `sigmas` (σ_0 must equal initial.sigma0).
 
     `on_step(i, total, record, state)` is called after every step (progress bar,
-    interrupt check, live events)."""
+    interrupt check, live events). `initial` is not modified: the result carries a
+    new trace that starts with a copy of the initial sampler's records."""
     config = config.validated()
     validation.choice("family", family, FAMILIES)
     validation.sigmas(sigmas)
@@ -172,8 +174,9 @@ def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahea
     if not math.isclose(schedule[0], float(initial.sigma0), rel_tol=1e-6, abs_tol=1e-9):
         raise ValueError(f"sigmas[0]={schedule[0]} does not match the initial particles' sigma {initial.sigma0}")
     steps = len(schedule) - 1
-    trace = initial.trace
-    trace.alpha = config.alpha
+    # a fresh trace: the initial particles (and their trace) stay as the caller made them
+    trace = dataclasses.replace(initial.trace, mcmc=list(initial.trace.mcmc), smc=[], selected=[], nfe={},
+                                alpha=config.alpha)
     state = smc_init(initial, lookahead, config, need_grad=config.guided and steps > 1)
     trace.initial_reward = state.evaluation.reward.detach().cpu()
     trace.initial_log_weights = torch.log(state.log_weights.normalized)
