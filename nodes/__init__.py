@@ -8,10 +8,13 @@ from comfy_api.latest import ComfyExtension, io
 
 from .initial_sampler import PsiInitialSampler
 from .reward_image_stats import PsiImageStatsReward
+from .reward_loaders import NODES as REWARD_NODES
+from .scorer import PsiScoreImages
 from .smc_sampler import PsiSMCSampler
 from .smc_sampler_custom import PsiSMCSamplerCustom
 
-NODES = [PsiInitialSampler, PsiSMCSampler, PsiSMCSamplerCustom, PsiImageStatsReward]
+NODES = [PsiInitialSampler, PsiSMCSampler, PsiSMCSamplerCustom, PsiImageStatsReward,
+         *REWARD_NODES, PsiScoreImages]
 
 
 class PsiExtension(ComfyExtension):

@@ -1,0 +1,519 @@
+"""Reward loader nodes: the paper's rewards, held-out scorers and their combination.
+
+Every node outputs a PSI_REWARD (`rewards.base.Reward`). Model files come from
+the `psi_rewards` model folder (see `reward_models` and docs/model_folders.md);
+nothing is downloaded. Targets (boxes, counts, prompts) and folder choices are
+checked in `validate_inputs`, so a bad target is a node error when the prompt is
+queued, before any model is loaded or any sampling starts.
+
+Target formats (typed into STRING widgets; a frontend box editor edits `boxes`):
+
+    boxes   [{"phrase": "a cat", "box": [x0, y0, x1, y1]}, ...]
+            xyxy, origin top-left, y downwards; normalised to [0, 1] of the image's
+            width and height (units "normalized") or in pixels of width x height
+            (units "pixels"). Phrases may repeat (one box each); other keys are ignored.
+    counts  [{"object": "apple", "count": 5}, ...]   whole numbers >= 0, distinct objects
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from comfy_api.latest import io
+
+from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_FILE, HEAD_SOURCE, AestheticHead, AestheticReward
+from ..rewards.checks import prompt_text
+from ..rewards.grounding import GROUNDING_DINO_SOURCE
+from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_SOURCE, OPTIONAL_HINT, PICKSCORE_PROCESSOR_SOURCE,
+                               PICKSCORE_SOURCE, pickscore_reward)
+from ..rewards.layout import MATCHINGS
+from ..rewards.registry import build_reward
+from ..rewards.targets import CountTarget, LayoutTarget
+from . import reward_models as models
+from .options import validation_result
+from .types import PsiReward
+
+CATEGORY = "sampling/psi"
+NO_CLIP_FOLDER = "none (use clip_vision)"
+SAME_AS_MODEL = "same as model_folder"
+UNITS = ("normalized", "pixels")
+DETECTOR_SIZE_MIN = 64
+#: CLIP ViT-L/14 projected embedding width the aesthetic head reads (768)
+AESTHETIC_EMBED_WIDTH = AestheticHead.expected_shapes()["layers.0.weight"][1]
+
+BOXES_DEFAULT = ('[{"phrase": "a cat", "box": [0.05, 0.35, 0.48, 0.95]},\n'
+                 ' {"phrase": "a dog", "box": [0.52, 0.3, 0.95, 0.95]}]')
+COUNTS_DEFAULT = '[{"object": "apple", "count": 5}]'
+BOXES_TOOLTIP = (
+    'Target boxes as JSON: [{"phrase": "a cat", "box": [x0, y0, x1, y1]}, ...], one entry per object. '
+    "x0 < x1 and y0 < y1, origin top-left, y downwards; with units normalized the numbers are fractions "
+    "(0–1) of the image width and height, with units pixels they are pixels of width × height. A phrase may "
+    "repeat (one box each) and must not contain '.'; other keys are ignored.")
+COUNTS_TOOLTIP = (
+    'Target counts as JSON: [{"object": "apple", "count": 5}, {"object": "pear", "count": 2}]: distinct object '
+    "phrases (no '.') and whole-number counts >= 0.")
+REWARD_OUTPUT_TOOLTIP = "The reward, for the Ψ samplers' reward input (and Ψ Score Images / Ψ Combine Rewards)."
+
+
+def reward_output() -> io.Output:
+    return PsiReward.Output("reward", display_name="reward", tooltip=REWARD_OUTPUT_TOOLTIP)
+
+
+def folder_input(name: str, choices: list[str], tooltip: str, extra: tuple[str, ...] = (),
+                 preferred: str | None = None) -> io.Input:
+    options = list(choices) + list(extra) if choices or extra else [models.NOTHING_FOUND]
+    return io.Combo.Input(name, options=options, default=models.default_choice(options, preferred),
+                          tooltip=tooltip)
+
+
+def prompt_input() -> io.Input:
+    return io.String.Input("prompt", multiline=True, default="",
+                           tooltip="The generation prompt the scorer compares the image with.")
+
+
+def detector_size_input() -> io.Input:
+    return io.Int.Input("detector_size", default=0, min=0, max=4096, step=8,
+                        tooltip="Shortest side in pixels that images are resized to for Grounding DINO (0 = the "
+                                f"folder's setting, 800; at least {DETECTOR_SIZE_MIN}). The paper's code used 512×512 "
+                                "images as they were; smaller is faster.")
+
+
+def dino_folder_input() -> io.Input:
+    return folder_input(
+        "grounding_dino_folder", models.folder_choices(models.GROUNDING_DINO_TYPES),
+        f"Grounding DINO in transformers format: a sub-folder of models/{models.FOLDER} with config.json "
+        "(model_type grounding-dino), model.safetensors and tokenizer files, e.g. "
+        "IDEA-Research/grounding-dino-base. Shared by layout and quantity rewards on the same folder.",
+        preferred="grounding-dino-base")
+
+
+def check_detector(folder: str, detector_size: int) -> None:
+    """The detector settings shared by the layout and quantity rewards (cheap: no loading)."""
+    if detector_size and detector_size < DETECTOR_SIZE_MIN:
+        raise ValueError(f"detector_size must be 0 (the folder's setting) or >= {DETECTOR_SIZE_MIN}; "
+                         f"got {detector_size}")
+    models.check_folder(folder, GROUNDING_DINO_SOURCE, need=models.GROUNDING_DINO_FILES)
+
+
+def _json_list(text: Any, name: str, example: str) -> list:
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be a JSON string like {example}; got {type(text).__name__}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON ({err}); expected e.g. {example}") from None
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{name} must be a non-empty JSON list like {example}; got {text.strip()[:80]!r}")
+    return data
+
+
+def parse_boxes(text: Any) -> tuple[list[str], list[list[float]]]:
+    """The `boxes` widget -> (phrases, boxes); ValueError naming the bad entry."""
+    example = '[{"phrase": "a cat", "box": [0.1, 0.2, 0.6, 0.9]}]'
+    phrases, boxes = [], []
+    for i, entry in enumerate(_json_list(text, "boxes", example)):
+        if not isinstance(entry, dict) or "phrase" not in entry or "box" not in entry:
+            raise ValueError(f"boxes entry {i} must be an object with \"phrase\" and \"box\" (e.g. {example}); "
+                             f"got {json.dumps(entry)[:80]}")
+        box = entry["box"]
+        if not isinstance(box, list) or len(box) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            raise ValueError(f"boxes entry {i} ({entry['phrase']!r}): box must be four numbers [x0, y0, x1, y1]; "
+                             f"got {json.dumps(box)[:80]}")
+        phrases.append(entry["phrase"])
+        boxes.append([float(v) for v in box])
+    return phrases, boxes
+
+
+def layout_target(boxes: str, units: str, width: int, height: int) -> LayoutTarget:
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {UNITS}; got {units!r}")
+    phrases, rows = parse_boxes(boxes)
+    return LayoutTarget.build(phrases, rows, units, (width, height))
+
+
+def parse_counts(text: Any) -> tuple[list[str], list[int]]:
+    """The `counts` widget -> (objects, counts); ValueError naming the bad entry."""
+    example = '[{"object": "apple", "count": 5}]'
+    objects, counts = [], []
+    for i, entry in enumerate(_json_list(text, "counts", example)):
+        if not isinstance(entry, dict) or "object" not in entry or "count" not in entry:
+            raise ValueError(f"counts entry {i} must be an object with \"object\" and \"count\" (e.g. {example}); "
+                             f"got {json.dumps(entry)[:80]}")
+        count = entry["count"]
+        if isinstance(count, bool) or not isinstance(count, (int, float)) or count != int(count) or count < 0:
+            raise ValueError(f"counts entry {i} ({entry['object']!r}): count must be a whole number >= 0; "
+                             f"got {json.dumps(count)}")
+        objects.append(entry["object"])
+        counts.append(int(count))
+    return objects, counts
+
+
+def count_target(counts: str) -> CountTarget:
+    objects, values = parse_counts(counts)
+    return CountTarget.build(objects, values)
+
+
+def _processor(processor_folder: str) -> str | None:
+    return None if processor_folder == SAME_AS_MODEL else processor_folder
+
+
+# --------------------------------------------------------------------------- aesthetic
+
+
+class PsiAestheticReward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiAestheticReward",
+            display_name="Ψ Aesthetic Reward",
+            category=CATEGORY,
+            description=(
+                "The paper's aesthetic reward: the LAION improved aesthetic predictor (an MLP head on CLIP "
+                "ViT-L/14 image embeddings), about 1 (poor) to 10 (excellent). Differentiable. CLIP comes from a "
+                f"transformers folder in models/{models.FOLDER}, or from a Load CLIP Vision node."),
+            inputs=[
+                folder_input("head", models.file_choices(),
+                             f"The aesthetic head weights in models/{models.FOLDER}: {HEAD_FILE} (LAION "
+                             "improved-aesthetic-predictor).", preferred=HEAD_FILE),
+                folder_input("clip_folder", models.folder_choices(models.CLIP_TYPES),
+                             f"CLIP ViT-L/14 in transformers format (a sub-folder of models/{models.FOLDER} with "
+                             "config.json and model.safetensors, e.g. openai/clip-vit-large-patch14). Ignored "
+                             "when clip_vision is connected.", extra=(NO_CLIP_FOLDER,),
+                             preferred="clip-vit-large-patch14"),
+                io.ClipVision.Input("clip_vision", optional=True,
+                                    tooltip="Optional: a CLIP ViT-L/14 from Load CLIP Vision, used instead of "
+                                            "clip_folder (scored with this pack's differentiable preprocessing)."),
+            ],
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, head, clip_folder):
+        def check():
+            models.resolve_file(head, HEAD_SOURCE)
+            if clip_folder != NO_CLIP_FOLDER:
+                models.check_folder(clip_folder, CLIP_L14_SOURCE)
+
+        return validation_result(check, head, clip_folder)
+
+    @classmethod
+    def fingerprint_inputs(cls, head, clip_folder, **kwargs):
+        return models.fingerprint(folders=[clip_folder], files=[head])
+
+    @classmethod
+    def execute(cls, head, clip_folder, clip_vision=None) -> io.NodeOutput:
+        head_module = models.aesthetic_head(head)
+        if clip_vision is not None:
+            vision, size, mean, std = models.host_clip_vision(clip_vision, AESTHETIC_EMBED_WIDTH)
+            reward = models.outside_inference(lambda: AestheticReward(vision, head_module, (), size, mean, std))
+            return io.NodeOutput(reward)
+        if clip_folder == NO_CLIP_FOLDER:
+            raise ValueError(CLIP_L14_SOURCE.message(
+                "clip_folder is 'none' and no clip_vision is connected: choose a CLIP folder or connect Load "
+                "CLIP Vision", models.describe_roots()))
+        vision = models.clip_vision_embedder(clip_folder)
+        size = models.clip_input_size(vision)
+        return io.NodeOutput(models.outside_inference(lambda: AestheticReward(vision, head_module, image_size=size)))
+
+
+# --------------------------------------------------------------------------- layout and quantity
+
+
+class PsiLayoutReward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiLayoutReward",
+            display_name="Ψ Layout Reward",
+            category=CATEGORY,
+            description=(
+                "The paper's layout reward: Grounding DINO finds each phrase and the reward is the mean IoU "
+                "(0–1) between the found boxes and the target boxes. Differentiable with soft matching."),
+            inputs=[
+                dino_folder_input(),
+                io.String.Input("boxes", multiline=True, default=BOXES_DEFAULT, tooltip=BOXES_TOOLTIP),
+                io.Combo.Input("units", options=list(UNITS), default="normalized",
+                               tooltip="normalized: box numbers are fractions of width/height (0–1); pixels: "
+                                       "they are pixels of an image of width × height."),
+                io.Int.Input("width", default=512, min=1, max=16384, step=8,
+                             tooltip="Image width the pixel boxes refer to (units pixels only)."),
+                io.Int.Input("height", default=512, min=1, max=16384, step=8,
+                             tooltip="Image height the pixel boxes refer to (units pixels only)."),
+                io.Combo.Input("matching", options=list(MATCHINGS), default="soft",
+                               tooltip="soft: each target takes a confidence- and overlap-weighted mix of "
+                                       "detections (keeps a gradient); greedy: the paper's hard choice of one "
+                                       "detection per target (gradient through box coordinates only)."),
+                detector_size_input(),
+            ],
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, grounding_dino_folder, boxes, units, width, height, detector_size):
+        def check():
+            layout_target(boxes, units, width, height)
+            check_detector(grounding_dino_folder, detector_size)
+
+        return validation_result(check, grounding_dino_folder, boxes, units, width, height, detector_size)
+
+    @classmethod
+    def fingerprint_inputs(cls, grounding_dino_folder, **kwargs):
+        return models.fingerprint(folders=[grounding_dino_folder])
+
+    @classmethod
+    def execute(cls, grounding_dino_folder, boxes, units, width, height, matching, detector_size) -> io.NodeOutput:
+        layout_target(boxes, units, width, height)  # targets first: no model is loaded for a bad one
+        check_detector(grounding_dino_folder, detector_size)
+        phrases, rows = parse_boxes(boxes)
+        detector = models.grounding_dino(grounding_dino_folder, detector_size)
+        reward = models.outside_inference(lambda: build_reward(
+            "layout", phrases=phrases, boxes=rows, box_units=units, image_size=(width, height), matching=matching,
+            detector=detector))
+        return io.NodeOutput(reward)
+
+
+class PsiQuantityReward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiQuantityReward",
+            display_name="Ψ Quantity Reward",
+            category=CATEGORY,
+            description=(
+                "Object-count reward: a differentiable soft count of Grounding DINO detections per object, "
+                "scored as −Σ SmoothL1(count − target) (0 when every count is right)."),
+            inputs=[
+                dino_folder_input(),
+                io.String.Input("counts", multiline=True, default=COUNTS_DEFAULT, tooltip=COUNTS_TOOLTIP),
+                io.Float.Input("box_threshold", default=0.35, min=0.01, max=0.99, step=0.01,
+                               tooltip="Detection probability above which a query counts as one object "
+                                       "(Grounding DINO's usual box threshold)."),
+                io.Float.Input("temperature", default=0.1, min=0.001, max=10.0, step=0.01, round=False,
+                               tooltip="Softness of the count in logit units: smaller is closer to a hard count, "
+                                       "larger gives smoother gradients."),
+                detector_size_input(),
+            ],
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, grounding_dino_folder, counts, detector_size):
+        def check():
+            count_target(counts)
+            check_detector(grounding_dino_folder, detector_size)
+
+        return validation_result(check, grounding_dino_folder, counts, detector_size)
+
+    @classmethod
+    def fingerprint_inputs(cls, grounding_dino_folder, **kwargs):
+        return models.fingerprint(folders=[grounding_dino_folder])
+
+    @classmethod
+    def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size) -> io.NodeOutput:
+        count_target(counts)  # targets first: no model is loaded for a bad one
+        check_detector(grounding_dino_folder, detector_size)
+        objects, values = parse_counts(counts)
+        detector = models.grounding_dino(grounding_dino_folder, detector_size)
+        reward = models.outside_inference(lambda: build_reward(
+            "quantity", objects=objects, counts=values, box_threshold=box_threshold, temperature=temperature,
+            detector=detector))
+        return io.NodeOutput(reward)
+
+
+# --------------------------------------------------------------------------- held-out scorers
+
+
+class PsiPickScoreReward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        clip_folders = models.folder_choices(("clip",))
+        return io.Schema(
+            node_id="PsiPickScoreReward",
+            display_name="Ψ PickScore Reward",
+            category=CATEGORY,
+            description=(
+                "PickScore (held-out human-preference scorer): logit scale × cosine between the image and the "
+                "prompt with the PickScore CLIP ViT-H/14. Differentiable; used to judge results, or as a reward."),
+            inputs=[
+                folder_input("model_folder", clip_folders,
+                             f"PickScore in transformers format: a sub-folder of models/{models.FOLDER} with "
+                             "config.json (model_type clip) and model.safetensors (yuvalkirstain/PickScore_v1).",
+                             preferred="PickScore_v1"),
+                folder_input("processor_folder", models.folder_choices(tokenizer=True),
+                             "Folder with the tokenizer (and preprocessor_config.json) of "
+                             "laion/CLIP-ViT-H-14-laion2B-s32B-b79K, or the model folder itself where it has them.",
+                             extra=(SAME_AS_MODEL,), preferred="CLIP-ViT-H-14-laion2B-s32B-b79K"),
+                prompt_input(),
+            ],
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, model_folder, processor_folder, prompt):
+        def check():
+            prompt_text(prompt)
+            models.check_folder(model_folder, PICKSCORE_SOURCE)
+            name = _processor(processor_folder) or model_folder
+            folder = models.scan().folders.get(name)
+            if folder is None or not folder.has_tokenizer():
+                raise ValueError(PICKSCORE_PROCESSOR_SOURCE.message(
+                    f"no tokenizer files in {name!r}", models.describe_roots()))
+
+        return validation_result(check, model_folder, processor_folder, prompt)
+
+    @classmethod
+    def fingerprint_inputs(cls, model_folder, processor_folder, **kwargs):
+        return models.fingerprint(folders=[model_folder, processor_folder])
+
+    @classmethod
+    def execute(cls, model_folder, processor_folder, prompt) -> io.NodeOutput:
+        clip = models.clip_with_tokenizer(model_folder, _processor(processor_folder))
+        reward = models.outside_inference(lambda: pickscore_reward(
+            clip.model, clip.tokenizer, prompt, clip.image_size, clip.mean, clip.std))
+        return io.NodeOutput(reward)
+
+
+HPSV2_PACKAGE = ("open_clip", OPTIONAL_HINT.format(pkg="open_clip_torch"), "The HPSv2 scorer")
+IMAGE_REWARD_PACKAGE = ("ImageReward", OPTIONAL_HINT.format(pkg="image-reward") + " (it pins old transformers and "
+                        "timm)", "The ImageReward scorer")
+
+
+def check_package(package: tuple[str, str, str]) -> None:
+    message = models.missing_package(*package)
+    if message:
+        raise ValueError(message)
+
+
+class PsiHPSv2Reward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiHPSv2Reward",
+            display_name="Ψ HPSv2 Reward",
+            category=CATEGORY,
+            description=(
+                "HPS v2 (held-out human-preference scorer): cosine between image and prompt with the HPS v2 "
+                "open_clip ViT-H/14. Needs the optional package open_clip_torch (not installed by this pack)."),
+            inputs=[
+                folder_input("checkpoint", models.file_choices(),
+                             f"HPS v2 weights in models/{models.FOLDER}: HPS_v2.1_compressed.pt (xswu/HPSv2).",
+                             preferred="HPS_v2.1_compressed.pt"),
+                prompt_input(),
+            ],
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint, prompt):
+        def check():
+            check_package(HPSV2_PACKAGE)
+            prompt_text(prompt)
+            models.resolve_file(checkpoint, HPSV2_SOURCE)
+
+        return validation_result(check, checkpoint, prompt)
+
+    @classmethod
+    def fingerprint_inputs(cls, checkpoint, **kwargs):
+        return models.fingerprint(files=[checkpoint])
+
+    @classmethod
+    def execute(cls, checkpoint, prompt) -> io.NodeOutput:
+        check_package(HPSV2_PACKAGE)
+        path = models.resolve_file(checkpoint, HPSV2_SOURCE)
+        reward = models.CACHE.get(("hpsv2", models.signature(path), prompt), lambda: models.outside_inference(
+            lambda: build_reward("hpsv2", checkpoint=str(path), prompt=prompt)))
+        return io.NodeOutput(reward)
+
+
+class PsiImageRewardReward(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiImageRewardReward",
+            display_name="Ψ ImageReward Reward",
+            category=CATEGORY,
+            description=(
+                "ImageReward (held-out human-preference scorer, BLIP + MLP). No gradient: use it to judge results, "
+                "with gradient-free SMC, or with Top-K. Needs the optional package image-reward (not installed by "
+                "this pack; it pins old transformers)."),
+            inputs=[
+                folder_input("checkpoint", models.file_choices(),
+                             f"ImageReward weights in models/{models.FOLDER}: ImageReward.pt (THUDM/ImageReward).",
+                             preferred="ImageReward.pt"),
+                folder_input("med_config", models.file_choices((".json",)),
+                             "The BLIP text-encoder config med_config.json from THUDM/ImageReward.",
+                             preferred="med_config.json"),
+                prompt_input(),
+            ],
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def validate_inputs(cls, checkpoint, med_config, prompt):
+        def check():
+            check_package(IMAGE_REWARD_PACKAGE)
+            prompt_text(prompt)
+            models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
+            models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
+
+        return validation_result(check, checkpoint, med_config, prompt)
+
+    @classmethod
+    def fingerprint_inputs(cls, checkpoint, med_config, **kwargs):
+        return models.fingerprint(files=[checkpoint, med_config])
+
+    @classmethod
+    def execute(cls, checkpoint, med_config, prompt) -> io.NodeOutput:
+        check_package(IMAGE_REWARD_PACKAGE)
+        path = models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
+        config = models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
+        key = ("imagereward", models.signature(path), models.signature(config), prompt)
+        reward = models.CACHE.get(key, lambda: models.outside_inference(lambda: build_reward(
+            "imagereward", checkpoint=str(path), med_config=str(config), prompt=prompt)))
+        return io.NodeOutput(reward)
+
+
+# --------------------------------------------------------------------------- combination
+
+MAX_PARTS = 4
+REQUIRED_PARTS = 2
+
+
+def _combine_inputs() -> list[io.Input]:
+    inputs: list[io.Input] = []
+    for i in range(1, MAX_PARTS + 1):
+        optional = i > REQUIRED_PARTS
+        inputs.append(PsiReward.Input(f"reward_{i}", optional=optional,
+                                      tooltip=f"Reward {i}{' (optional)' if optional else ''}."))
+        inputs.append(io.Float.Input(f"weight_{i}", default=1.0, min=-1e4, max=1e4, step=0.01, round=False,
+                                     tooltip=f"Weight of reward {i} (negative turns it into a penalty; ignored "
+                                             "when the reward is not connected)."))
+    return inputs
+
+
+class PsiCombineRewards(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PsiCombineRewards",
+            display_name="Ψ Combine Rewards",
+            category=CATEGORY,
+            description=("A weighted sum Σ wᵢ·rewardᵢ of two to four rewards (differentiable only if every part is). "
+                         "Mind the scales: aesthetic ~1–10, layout IoU 0–1, quantity ≤ 0."),
+            inputs=_combine_inputs(),
+            outputs=[reward_output()],
+        )
+
+    @classmethod
+    def execute(cls, reward_1, weight_1, reward_2, weight_2, reward_3=None, weight_3=1.0, reward_4=None,
+                weight_4=1.0) -> io.NodeOutput:
+        pairs = [(reward_1, weight_1), (reward_2, weight_2), (reward_3, weight_3), (reward_4, weight_4)]
+        parts = [(r, w) for r, w in pairs if r is not None]
+        reward = build_reward("weighted_sum", rewards=[r for r, _ in parts], weights=[w for _, w in parts])
+        return io.NodeOutput(reward)
+
+
+NODES = [PsiAestheticReward, PsiLayoutReward, PsiQuantityReward, PsiPickScoreReward, PsiHPSv2Reward,
+         PsiImageRewardReward, PsiCombineRewards]
