@@ -12,8 +12,9 @@ from .reward_loaders import NODES as REWARD_NODES
 from .scorer import PsiScoreImages
 from .smc_sampler import PsiSMCSampler
 from .smc_sampler_custom import PsiSMCSamplerCustom
+from .visualizer_node import PsiParticleVisualizer
 
-NODES = [PsiInitialSampler, PsiSMCSampler, PsiSMCSamplerCustom, PsiImageStatsReward,
+NODES = [PsiInitialSampler, PsiSMCSampler, PsiSMCSamplerCustom, PsiImageStatsReward, PsiParticleVisualizer,
          *REWARD_NODES, PsiScoreImages]
 
 
