@@ -126,6 +126,7 @@ def draw_initial(config: InitialConfig, lookahead: Lookahead, start: StartMap, s
     `on_iteration(i, total, record)` is called after every MCMC iteration (progress,
     interrupts, live events)."""
     config = config.validated()
+    check_start_shape(start, shape)
     k = config.num_particles
     if config.method == "prior":
         eps = randn((k, *shape), generator, device)
@@ -133,6 +134,17 @@ def draw_initial(config: InitialConfig, lookahead: Lookahead, start: StartMap, s
     if config.method == "topk":
         return _top_k(config, lookahead, start, shape, sigma0, generator, device)
     return _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iteration)
+
+
+def check_start_shape(start: StartMap, shape: tuple[int, ...]) -> None:
+    """The start map's latent (img2img or a non-empty latent) must be one latent of
+    the particles' shape: [1, *shape]."""
+    if start.offset is None:
+        return
+    offset = tuple(start.offset.shape)
+    if offset != (1, *tuple(shape)):
+        raise ValueError(f"the latent has shape {offset} but the particles have shape {tuple(shape)}; "
+                         f"the latent must be one latent of that shape, {(1, *tuple(shape))}")
 
 
 def _top_k(config, lookahead, start, shape, sigma0, generator, device) -> InitialParticles:

@@ -65,14 +65,6 @@ def sigmas(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
-def same_shape(name: str, tensor: torch.Tensor, other_name: str, other: torch.Tensor) -> None:
-    if tuple(tensor.shape) != tuple(other.shape):
-        raise ValueError(
-            f"{name} has shape {tuple(tensor.shape)} but {other_name} has shape {tuple(other.shape)}; "
-            "they must match"
-        )
-
-
 def _real(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, torch.Tensor) and value.numel() == 1:
