@@ -18,7 +18,6 @@ from core_testing import RecordingDenoiser, exploding_reward
 from psi_core import InitialConfig, Lookahead, SMCConfig, draw_initial, make_generator, plan_budget, run_smc
 from psi_core.families import start_map
 from psi_core.initial import InitialParticles
-from psi_core.validation import same_shape
 
 SIGMAS = torch.tensor([1.0, 0.5, 0.2, 0.0], dtype=torch.float64)
 
@@ -196,13 +195,6 @@ def test_budget_plan_validation():
 
 
 # --- shapes -------------------------------------------------------------------------------
-
-def test_same_shape_helper_names_both_shapes():
-    with pytest.raises(ValueError) as excinfo:
-        same_shape("noise", torch.zeros(2, 4, 8, 8), "latent", torch.zeros(2, 4, 6, 6))
-    _names(excinfo, "noise", "latent", "(2, 4, 8, 8)", "(2, 4, 6, 6)")
-    same_shape("noise", torch.zeros(3), "latent", torch.zeros(3))
-
 
 @pytest.mark.parametrize("method", ["prior", "pcnl"])
 def test_latent_and_noise_shape_mismatch_is_a_value_error(method):
