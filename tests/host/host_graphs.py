@@ -6,8 +6,8 @@ Tiny settings keep every run to seconds on a CPU: 64×64 images (8×8 latents),
 
 from __future__ import annotations
 
-CHANNELS = {"sd15": 4, "flux": 16}
-CFG = {"sd15": 2.0, "flux": 1.0}
+CHANNELS = {"sd15": 4, "sd15v": 4, "flux": 16}
+CFG = {"sd15": 2.0, "sd15v": 2.0, "flux": 1.0}
 SMC_STEPS = 4
 PARTICLES = 3
 
@@ -107,11 +107,11 @@ def custom_advanced(family: str, seed: int = 3, model_seed: int = 0, psi_noise: 
     return g.nodes, {"advanced": advanced, "save": save, "digest": digest, "model": b["model_id"]}
 
 
-def gradcheck(family: str, model_seed: int = 0) -> tuple[dict, dict]:
+def gradcheck(family: str, model_seed: int = 0, rel_step: float = 3e-3) -> tuple[dict, dict]:
     g = Graph()
     b = base(g, family, model_seed, "tiny_net")
     check = g.add("PsiTestGradCheck", model=b["model"], positive=b["positive"], negative=b["negative"],
-                  cfg=CFG[family], vae=b["vae"], reward=b["reward"], steps=4, sigma_indices="0,2", rel_step=3e-3,
+                  cfg=CFG[family], vae=b["vae"], reward=b["reward"], steps=4, sigma_indices="0,2", rel_step=rel_step,
                   seed=0)
     return g.nodes, {"check": check}
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import torch
 
+import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
 import comfy.supported_models
 from comfy.ldm.models.autoencoder import AutoencoderKL
 
-FAMILIES = ("sd15", "flux")
+FAMILIES = ("sd15", "sd15v", "flux")
 
 SD15_UNET = {
     "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
@@ -71,10 +72,15 @@ def _patcher(model) -> comfy.model_patcher.ModelPatcher:
 
 
 def build(family: str, seed: int):
-    """(MODEL, VAE, positive, negative) for "sd15" or "flux"."""
+    """(MODEL, VAE, positive, negative) for "sd15" (EPS), "sd15v" (the same UNet with
+    V-prediction, as SD2.x-768 checkpoints) or "flux" (flow)."""
     generator = torch.Generator().manual_seed(int(seed))
-    if family == "sd15":
-        model = comfy.supported_models.SD15(dict(SD15_UNET)).get_model({})
+    if family in ("sd15", "sd15v"):
+        config = comfy.supported_models.SD15(dict(SD15_UNET))
+        if family == "sd15v":
+            model = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.V_PREDICTION)
+        else:
+            model = config.get_model({})
         init_weights_(model.diffusion_model, generator)
         context = torch.randn((1, 7, 32), generator=generator)
         positive = [[context, {}]]
