@@ -145,8 +145,12 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
             diff = (x_new - mean).flatten(1).double()
             v = shift.flatten(1).double()
             log_ratio = (-(diff * v).sum(1) + coeff.s ** 2 * (v * v).sum(1) / 2.0).cpu()
+            del shift, diff, v
         else:
             x_new = mean + noise
+        # the proposal's temporaries (K latents each) must not live through the look-ahead,
+        # whose gradient pass is the memory peak
+        del mean, noise
         new_eval = lookahead(x_new, sigma_next, need_grad_next)
         delta = (new_eval.reward.double() - evaluation.reward.double()).cpu() / config.alpha
         increment = delta + log_ratio
