@@ -91,37 +91,56 @@ class ComfyServer:
         self.log_path = work / "server.log"
         self.process: subprocess.Popen | None = None
 
+    #: packs loaded beside the pack and the fixture pack ({folder name: path}); subclasses add theirs
+    extra_packs: dict[str, Path] = {}
+    #: node ids that must be registered once the server answers
+    required_nodes: tuple[str, ...] = ("PsiInitialSampler", "PsiTestTinyModel")
+
+    def model_paths(self) -> dict[str, Path]:
+        """Model folders for the extra-model-paths yaml ({folder type: path})."""
+        return {}
+
     # -- lifetime
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process on 127.0.0.1 with the packs and model folders (returns at once)."""
         packs = self.work / "packs"
         packs.mkdir()
-        (packs / "psi_sampler").symlink_to(REPO, target_is_directory=True)
-        (packs / "psi_test_fixtures").symlink_to(FIXTURE_PACK, target_is_directory=True)
+        for name, target in {"psi_sampler": REPO, "psi_test_fixtures": FIXTURE_PACK, **self.extra_packs}.items():
+            (packs / name).symlink_to(target, target_is_directory=True)
         base = self.work / "base"
         (base / "custom_nodes").mkdir(parents=True)
         config = self.work / "extra_model_paths.yaml"
-        config.write_text(f"psi_host_tests:\n  custom_nodes: {packs}\n")
+        folders = "".join(f"  {kind}: {path}\n" for kind, path in self.model_paths().items())
+        config.write_text(f"psi_host_tests:\n  custom_nodes: {packs}\n{folders}")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         command = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--extra-model-paths-config", str(config), "--base-directory", str(base),
                    "--disable-auto-launch", "--preview-method", "latent2rgb"]
-        log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self) -> None:
+        """Wait until the server answers (custom nodes load before it serves), then check
+        that the required nodes registered and no pack of ours failed to import."""
         deadline = time.time() + START_TIMEOUT
         while time.time() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with {self.process.returncode}:\n{self.log_tail()}")
             try:
-                self.get("/object_info/PsiInitialSampler")
+                info = self.get("/object_info")
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 time.sleep(0.5)
         else:
             raise RuntimeError(f"ComfyUI did not start in {START_TIMEOUT} s:\n{self.log_tail()}")
-        info = self.get("/object_info")
-        missing = [n for n in ("PsiInitialSampler", "PsiTestTinyModel") if n not in info]
+        missing = [n for n in self.required_nodes if n not in info]
+        ours = ("psi_sampler", "psi_test_fixtures", *self.extra_packs)
         failed = [line for line in self.log_path.read_text().splitlines()
-                  if "IMPORT FAILED" in line and ("psi_sampler" in line or "psi_test_fixtures" in line)]
+                  if "IMPORT FAILED" in line and any(name in line for name in ours)]
         if missing or failed:
             raise RuntimeError(f"pack import failed (missing {missing}):\n{self.log_tail()}")
 

@@ -19,10 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
-import time
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -97,42 +94,16 @@ def build_models(folder: Path) -> Path:
 class RewardServer(host.ComfyServer):
     """conftest's server with a psi_rewards model folder and the reward fixture pack."""
 
+    extra_packs = {"psi_reward_fixtures": REWARD_FIXTURE_PACK}
+    required_nodes = (*REWARD_NODES, "PsiTestTinyClipVision")
+
     def __init__(self, root: Path, python: Path, work: Path, models: Path):
         super().__init__(root, python, work)
         self.models = models
 
-    def start(self) -> None:
-        self.launch()
-        self.wait_ready()
-
-    def launch(self) -> None:
-        """Start the process (the models folder may be filled while it boots: listings are live)."""
-        packs = self.work / "packs"
-        packs.mkdir()
-        for name, target in (("psi_sampler", host.REPO), ("psi_test_fixtures", host.FIXTURE_PACK),
-                             ("psi_reward_fixtures", REWARD_FIXTURE_PACK)):
-            (packs / name).symlink_to(target, target_is_directory=True)
-        base = self.work / "base"
-        (base / "custom_nodes").mkdir(parents=True)
-        config = self.work / "extra_model_paths.yaml"
-        config.write_text(f"psi_reward_tests:\n  custom_nodes: {packs}\n  psi_rewards: {self.models}\n")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(
-                [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-                 "--extra-model-paths-config", str(config), "--base-directory", str(base), "--disable-auto-launch"],
-                cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self) -> None:
-        deadline = time.time() + host.START_TIMEOUT
-        while self.process.poll() is None and time.time() < deadline:
-            try:
-                if all(n in self.get("/object_info") for n in (*REWARD_NODES, "PsiTestTinyClipVision")):
-                    return
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"ComfyUI with the reward nodes did not start:\n{self.log_tail()}")
+    def model_paths(self) -> dict[str, Path]:
+        # the folder may be filled while the host boots: ComfyUI lists model files live
+        return {"psi_rewards": self.models}
 
     def loads(self, kind: str) -> int:
         """How often the pack loaded a reward model of `kind` (it logs every real load)."""
