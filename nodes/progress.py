@@ -13,6 +13,7 @@ Outside a server (PromptServer.instance is None) events are skipped.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -28,12 +29,20 @@ except ImportError:  # pragma: no cover - older hosts
         return None
 
 
-def _server():
+@functools.lru_cache(maxsize=1)
+def _prompt_server_class():
+    """ComfyUI's PromptServer class, or None outside a host that has one (looked up
+    once: a failing import costs ~10 ms and would repeat on every event)."""
     try:
         from server import PromptServer
     except ImportError:
         return None
-    return getattr(PromptServer, "instance", None)
+    return PromptServer
+
+
+def _server():
+    server_class = _prompt_server_class()
+    return None if server_class is None else getattr(server_class, "instance", None)
 
 
 def _context() -> tuple[str | None, str | None]:
