@@ -7,16 +7,33 @@ import torch
 from .mixture import DiagonalMixture
 
 
-def energy_distance(x: torch.Tensor, weights: torch.Tensor, y: torch.Tensor) -> float:
-    """Weighted energy distance 2E|X−Y| − E|X−X'| − E|Y−Y'| (X ~ Σ w_i δ_{x_i}, Y
-    the exact samples y [M, d]); 0 iff the distributions agree."""
+def energy_distance(x: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, unbiased: bool = True) -> float:
+    """Energy distance 2E|X−Y| − E|X−X'| − E|Y−Y'| between the weighted particles
+    X ~ Σ w_i δ_{x_i} (x [K, ...], weights [K]) and exact target samples y [M, d]; 0 iff
+    the distributions agree.
+
+    The plug-in estimate (`unbiased=False`) counts the zero self-distances in E|X−X'|, so
+    it is biased upwards by about E|X−X'|·Σw̃² (≈ E|X−X'|/ESS): a method run with fewer
+    particles at the same NFE looks worse for that reason alone. The default leaves the
+    diagonal out and renormalises, Σ_{i≠j} w̃_i w̃_j |x_i − x_j| / (1 − Σw̃²) (the U-statistic
+    for equal weights; likewise for y), whose expectation does not depend on K. It can be
+    slightly negative when the two agree. With a single particle holding all the weight
+    the within-particle term is unavailable and the plug-in value is returned.
+    """
     x = x.reshape(x.shape[0], -1).to(torch.float64)
     y = y.to(torch.float64)
     w = weights.to(torch.float64) / weights.sum()
-    v = torch.full((y.shape[0],), 1.0 / y.shape[0], dtype=torch.float64)
+    m = y.shape[0]
+    v = torch.full((m,), 1.0 / m, dtype=torch.float64)
     xy = w @ torch.cdist(x, y) @ v
     xx = w @ torch.cdist(x, x) @ w
     yy = v @ torch.cdist(y, y) @ v
+    if unbiased:
+        self_weight = float((w * w).sum())
+        if self_weight < 1.0 - 1e-12:
+            xx = xx / (1.0 - self_weight)
+        if m > 1:
+            yy = yy * m / (m - 1)
     return float(2 * xy - xx - yy)
 
 

@@ -76,6 +76,7 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
         "reward_mean": float((weights.double() * reward.double().cpu()).sum()),
         "target_reward_mean": problem.target_reward_mean,
         "energy_distance": energy_distance(samples.cpu(), weights, exact),
+        "energy_distance_plugin": energy_distance(samples.cpu(), weights, exact, unbiased=False),
         **mode_report(samples.cpu(), weights, problem.target),
         "acceptance": acceptance,
         "wall_s": wall,
