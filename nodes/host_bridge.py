@@ -59,6 +59,15 @@ GRADIENT_MEMORY_FACTOR = 3.0
 #: time, so later runs clone from their first gradient pass instead of repeating it)
 _INPLACE_MODEL_CLASSES: set[type] = set()
 
+#: ComfyUI blocks that add residuals in place into activations autograd has saved
+#: (`x += gate * out`, `addcmul_`; ComfyUI 0.3.64). Models built from them (FLUX, Chroma,
+#: HunyuanVideo, ...) clone saved activations from their first gradient pass; any
+#: other model that does the same is caught by the retry in `_RetryingLookahead`.
+INPLACE_BLOCKS = frozenset({
+    "comfy.ldm.flux.layers.DoubleStreamBlock", "comfy.ldm.flux.layers.SingleStreamBlock",
+    "comfy.ldm.chroma.layers.DoubleStreamBlock", "comfy.ldm.chroma.layers.SingleStreamBlock",
+})
+
 MASK_MESSAGE = ("inpainting masks are not supported by the Ψ samplers: the latent carries a noise_mask "
                 "(from Set Latent Noise Mask / VAE Encode for Inpainting). Remove the mask, or use a plain "
                 "KSampler for inpainting")
@@ -253,6 +262,11 @@ def clone_saved_activations():
     return torch.autograd.graph.saved_tensors_hooks(_pack_saved, _unpack_saved)
 
 
+def builds_on_inplace_blocks(module: torch.nn.Module) -> bool:
+    """Whether `module` contains one of the INPLACE_BLOCKS."""
+    return any(f"{type(m).__module__}.{type(m).__qualname__}" in INPLACE_BLOCKS for m in module.modules())
+
+
 def _is_inplace_error(err: RuntimeError) -> bool:
     return "modified by an inplace operation" in str(err)
 
@@ -276,6 +290,7 @@ class _RetryingLookahead:
                 raise
             LOG.info("psi: the model updates activations in place; cloning saved activations for gradients")
             self._bridge.clone_saved = True
+            self._bridge.retried = True
             _INPLACE_MODEL_CLASSES.add(self._bridge.model_class)
             evaluation = self._inner(x, sigma, need_grad)
         self._bridge.last_evaluation = evaluation
@@ -310,8 +325,12 @@ class SamplerBridge:
         self.forward_batch_size = int(forward_batch_size or 2 * grad_batch_size)
         self.device = self.patcher.load_device
         self.latent_image = getattr(model, "latent_image", None)  # model space, after process_latent_in
-        self.model_class = type(getattr(self.base, "diffusion_model", self.base))
+        diffusion_model = getattr(self.base, "diffusion_model", self.base)
+        self.model_class = type(diffusion_model)
+        if self.model_class not in _INPLACE_MODEL_CLASSES and builds_on_inplace_blocks(diffusion_model):
+            _INPLACE_MODEL_CLASSES.add(self.model_class)
         self.clone_saved = self.model_class in _INPLACE_MODEL_CLASSES
+        self.retried = False  # set when a gradient pass had to be repeated with cloning
         self.last_evaluation: Evaluation | None = None
         self.converted = 0
         self._reward_home: torch.device | None = None

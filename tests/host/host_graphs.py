@@ -107,12 +107,13 @@ def custom_advanced(family: str, seed: int = 3, model_seed: int = 0, psi_noise: 
     return g.nodes, {"advanced": advanced, "save": save, "digest": digest, "model": b["model_id"]}
 
 
-def gradcheck(family: str, model_seed: int = 0, rel_step: float = 3e-3) -> tuple[dict, dict]:
+def gradcheck(family: str, model_seed: int = 0, rel_step: float = 3e-3,
+              forget_inplace: bool = False) -> tuple[dict, dict]:
     g = Graph()
     b = base(g, family, model_seed, "tiny_net")
     check = g.add("PsiTestGradCheck", model=b["model"], positive=b["positive"], negative=b["negative"],
                   cfg=CFG[family], vae=b["vae"], reward=b["reward"], steps=4, sigma_indices="0,2", rel_step=rel_step,
-                  seed=0)
+                  seed=0, forget_inplace=forget_inplace)
     return g.nodes, {"check": check}
 
 

@@ -71,14 +71,18 @@ class PsiTestGradCheck(io.ComfyNode):
                     io.String.Input("sigma_indices", default="0,2", tooltip="schedule indices to check"),
                     io.Float.Input("rel_step", default=3e-3, min=1e-6, max=1.0, step=1e-4, round=False,
                                    tooltip="finite-difference step relative to |x|"),
-                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="seed")],
+                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="seed"),
+                    io.Boolean.Input("forget_inplace", default=False,
+                                     tooltip="start without activation cloning (an unknown in-place model)")],
             outputs=[io.String.Output("report", tooltip="JSON figures")],
             is_output_node=True)
 
     @classmethod
-    def execute(cls, model, positive, negative, cfg, vae, reward, steps, sigma_indices, rel_step, seed):
+    def execute(cls, model, positive, negative, cfg, vae, reward, steps, sigma_indices, rel_step, seed,
+                forget_inplace=False):
         indices = [int(v) for v in sigma_indices.split(",") if v.strip()]
-        report = gradcheck.run(model, positive, negative, cfg, vae, reward, steps, indices, rel_step, seed)
+        report = gradcheck.run(model, positive, negative, cfg, vae, reward, steps, indices, rel_step, seed,
+                               forget_inplace)
         text = json.dumps(report)
         return io.NodeOutput(text, ui={"psi_gradcheck": [report]})
 

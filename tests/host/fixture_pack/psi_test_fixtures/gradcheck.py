@@ -47,13 +47,19 @@ def _directional(look, x: torch.Tensor, sigma: float, grad: torch.Tensor, v: tor
             "rel_error": abs(finite_difference - analytic) / scale, "step": step}
 
 
-def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_step: float, seed: int, report: dict):
-    """A sampler function that fills `report` with the figures and returns x."""
+def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_step: float, seed: int, report: dict,
+                   forget_inplace: bool = False):
+    """A sampler function that fills `report` with the figures and returns x.
+    forget_inplace: start without activation cloning, as for a model the bridge does not
+    know, so the first gradient pass must detect the in-place update and be repeated."""
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         generator = torch.Generator().manual_seed(seed)
         with bridge_module.SamplerBridge(model, extra_args, vae, reward, grad_batch_size=2) as bridge:
             bridge.prepare((2, *x.shape[1:]))
+            if forget_inplace:
+                bridge.clone_saved = False
+            report["clone_saved_at_start"] = bridge.clone_saved
             look = bridge.lookahead()
             eps = torch.randn((2, *x.shape[1:]), generator=generator).to(x)
             report["family"] = bridge.family
@@ -74,6 +80,7 @@ def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_ste
                     "random_direction": _directional(look, x0, sigma, grad, random_v, step),
                 })
             report["clone_saved"] = bridge.clone_saved
+            report["retried"] = bridge.retried
             report["converted"] = bridge.converted
         return x
 
@@ -81,7 +88,7 @@ def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_ste
 
 
 def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_indices: list[int],
-        rel_step: float, seed: int) -> dict:
+        rel_step: float, seed: int, forget_inplace: bool = False) -> dict:
     """Build a guider, run the check inside `guider.sample`, return the figures."""
     bridge = pack_module("nodes.host_bridge")
     report = {"inference_weights_before": inference_weights(model.model, vae.first_stage_model,
@@ -89,7 +96,7 @@ def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_in
     latent = torch.zeros((1, vae.latent_channels, 8, 8))
     sigmas = bridge.schedule(model, "simple", steps, 1.0)
     guider = bridge.cfg_guider(model, positive, negative, cfg)
-    function = check_function(bridge, vae, reward, sigma_indices, rel_step, seed, report)
+    function = check_function(bridge, vae, reward, sigma_indices, rel_step, seed, report, forget_inplace)
     bridge.sample_with(guider, torch.zeros_like(latent), latent, sigmas, function, seed)
     report["inference_weights_after"] = inference_weights(model.model, vae.first_stage_model, *reward.modules())
     return report
