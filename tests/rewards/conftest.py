@@ -55,3 +55,13 @@ def tiny_clip_model():
     with seeded(2):
         model = CLIPModel(tiny_clip_config(projection_dim=16)).eval().requires_grad_(False)
     return model, make_clip_tokenizer()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One loud line per optional-backend interpreter that is not configured."""
+    from external_python import PURPOSE, external_python, skip_line
+
+    for var in PURPOSE:
+        _, reason = external_python(var)
+        if reason is not None:
+            terminalreporter.write_line(skip_line(var, reason), red=True, bold=True)
