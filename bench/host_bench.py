@@ -1,7 +1,7 @@
 """Host benchmarks of issue 6 on tiny random-weight ComfyUI models (tables 2, 3, 4).
 
     COMFYUI_PATH=/work/comfyui /work/comfyui/.venv/bin/python bench/host_bench.py \
-        --table throughput|overhead|memory|all [--threads 1] [--reps 3] [--steps 3] [--out FILE]
+        --table throughput|overhead|memory|first-run|all [--threads 1] [--reps 3] [--steps 3] [--out FILE]
 
 Runs the Ψ SMC Sampler node (`PsiSMCSampler.execute`, so ComfyUI's own loop:
 CFGGuider.sample, noise scaling, model loading) in process, under inference mode as
@@ -53,6 +53,7 @@ THROUGHPUT_CONFIGS = (("batched, grad batch 8", 8, None), ("batched, grad batch 
 OVERHEAD_CONFIGS = (("grad batch 4", 4, None), ("reference (grad 1, forward 1)", 1, 1))
 MEMORY_K = (4, 8, 16, 32)
 MEMORY_G = (1, 4)
+FIRST_RUN_K = 4
 
 torch = None  # set by setup()
 pack = None   # the psi_sampler package, loaded by path
@@ -435,20 +436,63 @@ def memory_worker(args) -> None:
                       "peak": peak, "sampler_s": run["t"]["sampler_wall"], "nfe": run["nfe"]}), flush=True)
 
 
+def spawn_worker(args, worker_args: list[str]) -> dict:
+    """Run this script as a fresh worker process with `worker_args`; returns its JSON line."""
+    command = [sys.executable, str(Path(__file__).resolve()), *worker_args, "--threads", str(args.threads),
+               "--steps", str(args.steps), "--vae-upscale", str(args.vae_upscale), "--attention", args.attention]
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not line:
+        sys.stderr.write(done.stderr[-3000:])
+        raise RuntimeError(f"worker {' '.join(worker_args)} failed")
+    return json.loads(line[-1])
+
+
+def first_run_worker(args) -> None:
+    """Two node runs of the FLUX-like model in this fresh process: prints a JSON line.
+    mode "unknown" empties the bridge's list of in-place blocks, which is how the bridge
+    behaved before it knew FLUX: the first gradient pass fails and is repeated."""
+    mode = args.first_run_worker
+    if mode == "unknown":
+        pack.nodes.host_bridge.INPLACE_BLOCKS = frozenset()
+    models = build_models("flux", args.vae_upscale)
+    runs = [run_node(models, "flux", FIRST_RUN_K, FIRST_RUN_K, None, args.steps) for _ in range(2)]
+    print(json.dumps({"mode": mode, "wall": [r["t"]["sampler_wall"] for r in runs],
+                      "model_fwd": [r["t"]["model_fwd"] for r in runs],
+                      "model_calls": [r["counts"]["model_calls"] for r in runs]}), flush=True)
+
+
+def table_first_run(args) -> tuple[list[str], str]:
+    results = {"known": [], "unknown": []}
+    for _ in range(args.reps):
+        for mode in results:
+            results[mode].append(spawn_worker(args, ["--first-run-worker", mode]))
+    lines = ["| bridge | first run: sampler s (median, min–max) | first run: model calls | first run: model fwd s | "
+             "second run: sampler s | second run: model calls |", "|---|---|---|---|---|---|"]
+    label = {"known": "FLUX's blocks known (cloning from the first pass)",
+             "unknown": "before: learns by failing (first pass repeated)"}
+    for mode, runs in results.items():
+        first = [r["wall"][0] for r in runs]
+        lines.append(f"| {label[mode]} | {_median(first):.2f} ({_spread(first)}) | {runs[0]['model_calls'][0]} | "
+                     f"{_median([r['model_fwd'][0] for r in runs]):.2f} | {_median([r['wall'][1] for r in runs]):.2f} | "
+                     f"{runs[0]['model_calls'][1]} |")
+    calls = {mode: runs[0]["model_calls"][0] for mode, runs in results.items()}
+    fwd = {mode: _median([r["model_fwd"][0] for r in runs]) for mode, runs in results.items()}
+    verdict = (f"FLUX-like model, K = {FIRST_RUN_K}, grad batch {FIRST_RUN_K}, {args.steps} steps, each run in a fresh "
+               f"process ({args.reps} per mode, interleaved). The first run of a process makes "
+               f"{calls['unknown'] - calls['known']} model call(s) fewer ({calls['unknown']} → {calls['known']}: the "
+               f"failed forward pass of a gradient micro-batch is gone) and its model forward time goes "
+               f"{fwd['unknown']:.2f} → {fwd['known']:.2f} s; later runs make the same calls. Outputs are the same "
+               "(cloning only changes what autograd saves). Sampler wall times are only comparable at a low load.")
+    return lines, verdict
+
+
 def table_memory(args) -> tuple[list[str], str]:
     family = args.memory_family
     results = {}
     for grad in MEMORY_G:
         for k in MEMORY_K:
-            command = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", family, str(k), str(grad),
-                       "--threads", str(args.threads), "--steps", str(args.steps),
-                       "--vae-upscale", str(args.vae_upscale), "--attention", args.attention]
-            done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
-            line = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-            if done.returncode != 0 or not line:
-                sys.stderr.write(done.stderr[-3000:])
-                raise RuntimeError(f"memory worker K={k} G={grad} failed")
-            results[(k, grad)] = json.loads(line[-1])
+            results[(k, grad)] = spawn_worker(args, ["--memory-worker", family, str(k), str(grad)])
             r = results[(k, grad)]
             print(f"  memory K={k} G={grad}: +{(r['peak'] - r['base_rss']) / 2**20:.0f} MiB", file=sys.stderr,
                   flush=True)
@@ -485,7 +529,7 @@ def table_memory(args) -> tuple[list[str], str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", choices=("throughput", "overhead", "memory", "all"), default="all")
+    parser.add_argument("--table", choices=("throughput", "overhead", "memory", "first-run", "all"), default="all")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per configuration")
     parser.add_argument("--steps", type=int, default=3, help="SMC steps per run")
@@ -497,14 +541,18 @@ def main(argv=None) -> int:
                         help="ComfyUI attention: pytorch (SDPA, --use-pytorch-cross-attention) or split (CPU default)")
     parser.add_argument("--out", help="append the section(s) to this markdown file")
     parser.add_argument("--memory-worker", nargs=3, metavar=("FAMILY", "K", "GRAD"), help=argparse.SUPPRESS)
+    parser.add_argument("--first-run-worker", choices=("known", "unknown"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     setup(args.threads, args.attention)
     if args.memory_worker:
         memory_worker(args)
         return 0
+    if args.first_run_worker:
+        first_run_worker(args)
+        return 0
     command = ("COMFYUI_PATH=... $COMFYUI_PATH/.venv/bin/python bench/host_bench.py "
                + " ".join(argv if argv is not None else sys.argv[1:]))
-    tables = ["throughput", "overhead", "memory"] if args.table == "all" else [args.table]
+    tables = ["throughput", "overhead", "memory", "first-run"] if args.table == "all" else [args.table]
     models_by_family = None
     sections = []
     for table in tables:
@@ -512,6 +560,9 @@ def main(argv=None) -> int:
         if table == "memory":
             lines, verdict = table_memory(args)
             title = "Memory: peak for K = 4 … 32 at gradient batch 1 and 4 (tiny ComfyUI model)"
+        elif table == "first-run":
+            lines, verdict = table_first_run(args)
+            title = "First run of a process: FLUX's in-place blocks known vs learned by failing (tiny ComfyUI model)"
         else:
             if models_by_family is None:
                 models_by_family = {f: build_models(f, args.vae_upscale) for f in args.families}
