@@ -25,12 +25,16 @@ from comfy_api.latest import io
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_FILE, HEAD_SOURCE, AestheticHead, AestheticReward
 from ..rewards.checks import prompt_text
 from ..rewards.grounding import GROUNDING_DINO_SOURCE
-from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_SOURCE, OPTIONAL_HINT, PICKSCORE_PROCESSOR_SOURCE,
-                               PICKSCORE_SOURCE, pickscore_reward)
+from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_HINT, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT,
+                               PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE, import_image_reward_blip,
+                               pickscore_reward)
 from ..rewards.layout import MATCHINGS
+from ..rewards.loading import RewardUnavailableError
+from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE
 from ..rewards.registry import build_reward
 from ..rewards.targets import CountTarget, LayoutTarget
 from . import reward_models as models
+from . import t2icount_bridge
 from .options import validation_result
 from .types import PsiReward
 
@@ -38,6 +42,8 @@ CATEGORY = "sampling/psi"
 NO_CLIP_FOLDER = "none (use clip_vision)"
 SAME_AS_MODEL = "same as model_folder"
 UNITS = ("normalized", "pixels")
+T2ICOUNT = "t2icount"
+QUANTITY_BACKENDS = ("grounding_dino", T2ICOUNT)
 DETECTOR_SIZE_MIN = 64
 #: CLIP ViT-L/14 projected embedding width the aesthetic head reads (768)
 AESTHETIC_EMBED_WIDTH = AestheticHead.expected_shapes()["layers.0.weight"][1]
@@ -61,9 +67,9 @@ def reward_output() -> io.Output:
 
 
 def folder_input(name: str, choices: list[str], tooltip: str, extra: tuple[str, ...] = (),
-                 preferred: str | None = None) -> io.Input:
+                 preferred: str | None = None, optional: bool = False) -> io.Input:
     options = list(choices) + list(extra) if choices or extra else [models.NOTHING_FOUND]
-    return io.Combo.Input(name, options=options, default=models.default_choice(options, preferred),
+    return io.Combo.Input(name, options=options, default=models.default_choice(options, preferred), optional=optional,
                           tooltip=tooltip)
 
 
@@ -282,44 +288,88 @@ class PsiQuantityReward(io.ComfyNode):
             display_name="Ψ Quantity Reward",
             category=CATEGORY,
             description=(
-                "Object-count reward: a differentiable soft count of Grounding DINO detections per object, "
-                "scored as −Σ SmoothL1(count − target) (0 when every count is right)."),
+                "Object-count reward −Σ SmoothL1(count − target) (0 when every count is right). Counts come from a "
+                "differentiable soft count of Grounding DINO detections per object (backend grounding_dino), or from "
+                "the paper's T2ICount counter (backend t2icount: its checkpoint plus the VAE and CLIP of an SD1.5 "
+                "checkpoint)."),
             inputs=[
                 dino_folder_input(),
                 io.String.Input("counts", multiline=True, default=COUNTS_DEFAULT, tooltip=COUNTS_TOOLTIP),
                 io.Float.Input("box_threshold", default=0.35, min=0.01, max=0.99, step=0.01,
                                tooltip="Detection probability above which a query counts as one object "
-                                       "(Grounding DINO's usual box threshold)."),
+                                       "(Grounding DINO's usual box threshold; grounding_dino backend)."),
                 io.Float.Input("temperature", default=0.1, min=0.001, max=10.0, step=0.01, round=False,
                                tooltip="Softness of the count in logit units: smaller is closer to a hard count, "
-                                       "larger gives smoother gradients."),
+                                       "larger gives smoother gradients (grounding_dino backend)."),
                 detector_size_input(),
+                # added after the first release: optional and last, so saved workflows keep their widget order
+                io.Combo.Input("backend", options=list(QUANTITY_BACKENDS), default=QUANTITY_BACKENDS[0], optional=True,
+                               tooltip="grounding_dino: soft count of Grounding DINO detections (grounding_dino_folder). "
+                                       "t2icount: the paper's counter, T2ICount (t2icount_checkpoint, with vae and "
+                                       "clip from an SD1.5 checkpoint); images are resized to 384×384."),
+                folder_input("t2icount_checkpoint", models.file_choices(),
+                             f"T2ICount weights in models/{models.FOLDER} (t2icount backend): {T2ICOUNT_FILE} from "
+                             "the T2ICount authors (github.com/cha15yq/T2ICount), which holds the fine-tuned SD1.5 "
+                             "UNet and the counting head.", preferred=T2ICOUNT_FILE, optional=True),
+                io.Vae.Input("vae", optional=True,
+                             tooltip="t2icount backend: the Stable Diffusion 1.5 VAE (e.g. the VAE output of Load "
+                                     "Checkpoint with v1-5-pruned-emaonly); T2ICount encodes images with it."),
+                io.Clip.Input("clip", optional=True,
+                              tooltip="t2icount backend: the Stable Diffusion 1.5 CLIP text encoder (e.g. the CLIP "
+                                      "output of Load Checkpoint); its last layer encodes each object phrase."),
             ],
             outputs=[reward_output()],
         )
 
     @classmethod
-    def validate_inputs(cls, grounding_dino_folder, counts, detector_size):
+    def validate_inputs(cls, grounding_dino_folder, counts, detector_size, backend=QUANTITY_BACKENDS[0],
+                        t2icount_checkpoint=None):
         def check():
             count_target(counts)
-            check_detector(grounding_dino_folder, detector_size)
+            if backend not in QUANTITY_BACKENDS:
+                raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
+            if backend == T2ICOUNT:
+                models.resolve_file(t2icount_checkpoint, T2ICOUNT_SOURCE)
+            else:
+                check_detector(grounding_dino_folder, detector_size)
 
-        return validation_result(check, grounding_dino_folder, counts, detector_size)
+        # a None value skips the check (a linked input); an absent t2icount_checkpoint is an error of its own
+        values = (counts, backend) if backend == T2ICOUNT else (grounding_dino_folder, counts, detector_size)
+        return validation_result(check, *values)
 
     @classmethod
-    def fingerprint_inputs(cls, grounding_dino_folder, **kwargs):
-        return models.fingerprint(folders=[grounding_dino_folder])
+    def fingerprint_inputs(cls, grounding_dino_folder, t2icount_checkpoint=None, **kwargs):
+        return models.fingerprint(folders=[grounding_dino_folder], files=[t2icount_checkpoint] if t2icount_checkpoint
+                                  else [])
 
     @classmethod
-    def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size) -> io.NodeOutput:
+    def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size,
+                backend=QUANTITY_BACKENDS[0], t2icount_checkpoint=None, vae=None, clip=None) -> io.NodeOutput:
         count_target(counts)  # targets first: no model is loaded for a bad one
-        check_detector(grounding_dino_folder, detector_size)
         objects, values = parse_counts(counts)
+        if backend == T2ICOUNT:
+            if vae is None or clip is None:
+                raise ValueError("backend t2icount needs the Stable Diffusion 1.5 VAE and CLIP: connect the vae and "
+                                 "clip inputs (e.g. from Load Checkpoint with an SD1.5 checkpoint); missing: "
+                                 + " and ".join(n for n, v in (("vae", vae), ("clip", clip)) if v is None))
+            path = models.resolve_file(t2icount_checkpoint, T2ICOUNT_SOURCE)
+            t2icount_bridge.check_vae(vae)
+            unet, head = models.CACHE.get(("t2icount", models.signature(path)), lambda: models.outside_inference(
+                lambda: _load_t2icount(path)))
+            return io.NodeOutput(t2icount_bridge.t2icount_reward(unet, head, vae, clip, objects, values))
+        if backend != QUANTITY_BACKENDS[0]:
+            raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
+        check_detector(grounding_dino_folder, detector_size)
         detector = models.grounding_dino(grounding_dino_folder, detector_size)
         reward = models.outside_inference(lambda: build_reward(
             "quantity", objects=objects, counts=values, box_threshold=box_threshold, temperature=temperature,
             detector=detector))
         return io.NodeOutput(reward)
+
+
+def _load_t2icount(path):
+    models.LOG.info("psi: loading t2icount from %s", path)
+    return t2icount_bridge.load_t2icount_model(path)
 
 
 # --------------------------------------------------------------------------- held-out scorers
@@ -375,15 +425,22 @@ class PsiPickScoreReward(io.ComfyNode):
         return io.NodeOutput(reward)
 
 
-HPSV2_PACKAGE = ("open_clip", OPTIONAL_HINT.format(pkg="open_clip_torch"), "The HPSv2 scorer")
-IMAGE_REWARD_PACKAGE = ("ImageReward", OPTIONAL_HINT.format(pkg="image-reward") + " (it pins old transformers and "
-                        "timm)", "The ImageReward scorer")
+HPSV2_PACKAGE = ("open_clip", OPEN_CLIP_HINT, "The HPSv2 scorer")
+IMAGE_REWARD_PACKAGE = ("ImageReward", IMAGE_REWARD_HINT, "The ImageReward scorer")
 
 
 def check_package(package: tuple[str, str, str]) -> None:
     message = models.missing_package(*package)
     if message:
         raise ValueError(message)
+
+
+def check_image_reward_runs() -> None:
+    """Refuse, at queue time, a host whose transformers image-reward's BLIP cannot import."""
+    try:
+        import_image_reward_blip()
+    except RewardUnavailableError as err:
+        raise ValueError(str(err)) from err
 
 
 class PsiHPSv2Reward(io.ComfyNode):
@@ -435,9 +492,10 @@ class PsiImageRewardReward(io.ComfyNode):
             display_name="Ψ ImageReward Reward",
             category=CATEGORY,
             description=(
-                "ImageReward (held-out human-preference scorer, BLIP + MLP). No gradient: use it to judge results, "
-                "with gradient-free SMC, or with Top-K. Needs the optional package image-reward (not installed by "
-                "this pack; it pins old transformers)."),
+                "ImageReward (held-out human-preference scorer, BLIP + MLP), differentiable through this pack's "
+                "own preprocessing. Needs the optional package image-reward, which runs only with transformers "
+                "<= 4.55 (ComfyUI installs 5.x there the node says so); vocab.txt of bert-base-uncased next to "
+                "med_config.json."),
             inputs=[
                 folder_input("checkpoint", models.file_choices(),
                              f"ImageReward weights in models/{models.FOLDER}: ImageReward.pt (THUDM/ImageReward).",
@@ -454,6 +512,7 @@ class PsiImageRewardReward(io.ComfyNode):
     def validate_inputs(cls, checkpoint, med_config, prompt):
         def check():
             check_package(IMAGE_REWARD_PACKAGE)
+            check_image_reward_runs()
             prompt_text(prompt)
             models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
             models.resolve_file(med_config, IMAGE_REWARD_SOURCE)

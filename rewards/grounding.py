@@ -15,8 +15,8 @@ was trained), tokenised phrase by phrase so each phrase's token positions are
 known exactly.
 
 Backends: transformers `GroundingDinoForObjectDetection` (works on transformers 4.57
-and 5.x). The original `groundingdino-py` package is detected and refused with a
-clear message (see `load_groundingdino_py`).
+and 5.x), and the original `groundingdino-py` package on transformers < 5 (see
+`load_groundingdino_py`; refused with a clear message on transformers >= 5).
 """
 
 from __future__ import annotations
@@ -237,23 +237,39 @@ def load_grounding_dino(
 
 
 GROUNDINGDINO_PY_HINT = (
-    "Use the 'transformers' backend instead: a folder with IDEA-Research/grounding-dino-base in "
+    "Or use the 'transformers' backend: a folder with IDEA-Research/grounding-dino-base in "
     "transformers format (config.json + model.safetensors + tokenizer files)."
 )
 
 
-def load_groundingdino_py(checkpoint: str | Path) -> TransformersGroundingDino:
-    """The original `groundingdino-py` backend (groundingdino_swint_ogc.pth).
+def load_groundingdino_py(
+    checkpoint: str | Path | None,
+    bert_folder: str | Path | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    shortest: int | None = None,
+    longest: int | None = None,
+    config_overrides: dict[str, Any] | None = None,
+) -> PhraseDetector:
+    """The original `groundingdino-py` backend: groundingdino_swint_ogc.pth + a local BERT folder.
 
-    Always raises RewardUnavailableError with the reason: the package is missing;
-    or it cannot build its model on transformers >= 5 (what ComfyUI installs); or,
-    on older transformers, this pack does not drive it (its builder fetches
-    bert-base-uncased from the network and its forward wants NestedTensor inputs).
+    checkpoint: groundingdino_swint_ogc.pth ({'model': state_dict}; loaded weights-only)
+    bert_folder: a local transformers folder of bert-base-uncased (the package's builder
+        would otherwise fetch it from the hub; this pack never does)
+    shortest / longest: resize of the detector input (default 800 / 1333, as the package's
+        own inference)
+    config_overrides: entries of the package's GroundingDINO_SwinT_OGC.py to replace (for
+        tests and custom checkpoints; the official file needs none)
+
+    Raises RewardUnavailableError where the package or its model code's dependencies are
+    missing, or where transformers >= 5 (the package cannot build its model there; ComfyUI
+    installs >= 5); RewardLoadError naming the file for a missing, unsafe or mismatched
+    checkpoint or BERT folder. The model code lives in grounding_py.py, imported only here.
     """
     import_optional(
         "groundingdino",
-        "It is optional and not recommended: `pip install groundingdino-py` pulls opencv, "
-        "supervision and timm. " + GROUNDINGDINO_PY_HINT,
+        "It is optional: `pip install groundingdino-py` (it needs transformers < 5 and pulls "
+        "opencv, supervision, pycocotools and timm). " + GROUNDINGDINO_PY_HINT,
         purpose=f"The groundingdino-py backend (checkpoint {checkpoint})",
     )
     import transformers
@@ -265,11 +281,17 @@ def load_groundingdino_py(checkpoint: str | Path) -> TransformersGroundingDino:
             f"downgrading would break the host). Checkpoint {checkpoint} cannot be used. "
             + GROUNDINGDINO_PY_HINT
         )
-    raise RewardUnavailableError(
-        "the groundingdino-py backend is not provided by this pack (its model builder downloads "
-        "bert-base-uncased at build time and its forward wants NestedTensor inputs). "
-        + GROUNDINGDINO_PY_HINT
-    )
+    if checkpoint is None:
+        raise ValueError("the groundingdino-py backend needs checkpoint (groundingdino_swint_ogc.pth), got None")
+    if bert_folder is None:
+        raise ValueError(
+            "the groundingdino-py backend needs bert_folder (a local transformers folder of "
+            "bert-base-uncased: config.json, model.safetensors, vocab.txt), got None"
+        )
+    from .grounding_py import load_swint_ogc
+
+    return load_swint_ogc(checkpoint, bert_folder, device=device, dtype=dtype, shortest=shortest,
+                          longest=longest, config_overrides=config_overrides)
 
 
 class DetectorReward(Reward):

@@ -57,7 +57,8 @@ STATE_DICT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
 def load_state_dict(path: str | Path, source: WeightsSource) -> dict[str, torch.Tensor]:
-    """Load a flat {name: tensor} state dict from a safetensors or weights-only pickle file.
+    """Load a flat {name: tensor} state dict from a safetensors or weights-only pickle file
+    (a pickle may wrap it under "state_dict" or "model", as training scripts save it).
 
     Raises RewardLoadError naming the file, what was expected and where to get it
     when the file is missing, unreadable, or its pickle would run code.
@@ -77,8 +78,10 @@ def load_state_dict(path: str | Path, source: WeightsSource) -> dict[str, torch.
             ) from err
     else:
         state = _load_weights_only_pickle(path, source)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RewardLoadError(
             source.message("the file holds no {name: tensor} state dict", path)

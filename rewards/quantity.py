@@ -11,8 +11,9 @@ backend): a query counts as a detection of object k by
 
 summed over queries. As temperature -> 0 this is the number of queries whose
 probability exceeds box_threshold (Grounding DINO's usual detection rule); a positive
-temperature keeps a gradient. The paper's T2ICount counter is not provided here
-(see `load_t2icount`).
+temperature keeps a gradient. The paper's T2ICount counter (a fine-tuned SD1.5 UNet
+and a counting head, `t2icount.T2ICountReward`) runs with the host's SD1.5 VAE and
+CLIP; `load_t2icount` reads its checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from .checks import in_range, positive
 from .grounding import DetectorReward, PhraseDetector
-from .loading import RewardLoadError, RewardUnavailableError, WeightsSource
+from .loading import WeightsSource
 from .targets import CountTarget
 
 
@@ -84,25 +85,21 @@ class QuantityReward(DetectorReward):
 T2ICOUNT_FILE = "best_model_paper.pth"
 T2ICOUNT_SOURCE = WeightsSource(
     what="T2ICount counter",
-    expected=f"{T2ICOUNT_FILE} (T2ICount head) plus Stable Diffusion 1.5 (v1-5-pruned-emaonly)",
-    origin="the T2ICount authors' release (github.com/cha15yq/T2ICount), as used by Psi-Sampler",
+    expected=(f"{T2ICOUNT_FILE}: the authors' state dict of their whole model (keys unet.unet.diffusion_model.*, "
+              "decoder.*, vae.*, clip.*); the Stable Diffusion 1.5 VAE and CLIP come from the host"),
+    origin="the T2ICount authors' release (github.com/cha15yq/T2ICount, 'pre-trained ckpt'), as used by Psi-Sampler",
 )
 
 
-def load_t2icount(checkpoint: str | Path) -> QuantityReward:
-    """The paper's T2ICount counter: checks the checkpoint, then reports it unavailable.
+def load_t2icount(checkpoint: str | Path):
+    """Read the paper's T2ICount checkpoint: a `t2icount.T2ICountCheckpoint` (the fine-tuned
+    SD1.5 UNet's state dict and the loaded counting head).
 
-    Always raises: RewardLoadError where the file is missing, otherwise
-    RewardUnavailableError. T2ICount runs an SD1.5 UNet, VAE and text encoder (the
-    host's models, which this package does not load) and its released feature path
-    runs under no_grad, so it gives no gradient as released. Use the Grounding DINO
-    soft count (QuantityReward) instead.
+    Raises RewardLoadError naming the file where it is missing, unreadable or not a
+    T2ICount checkpoint. The UNet is built by the host (ComfyUI's SD1.5 UNet class),
+    which also supplies the SD1.5 VAE encoder and CLIP text encoder; together they make a
+    `t2icount.T2ICountReward`.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise RewardLoadError(T2ICOUNT_SOURCE.message("file not found", path))
-    raise RewardUnavailableError(
-        f"T2ICount is not available in this pack (checkpoint found at {path}): it needs the "
-        "host's Stable Diffusion 1.5 UNet/VAE/text encoder and its released feature path gives "
-        "no gradient. Use the quantity reward's Grounding DINO soft count instead."
-    )
+    from .t2icount import read_t2icount_checkpoint
+
+    return read_t2icount_checkpoint(checkpoint)

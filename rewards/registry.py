@@ -38,7 +38,9 @@ from .grounding import PhraseDetector, load_grounding_dino, load_groundingdino_p
 from .heldout import load_hpsv2, load_image_reward, load_pickscore
 from .image_stats import GOALS, STATISTIC_NAMES, ImageStatReward
 from .layout import MATCHINGS, LayoutReward
-from .quantity import QuantityReward, load_t2icount
+from .loading import RewardUnavailableError
+from .quantity import QuantityReward
+from .t2icount import T2ICOUNT_NEEDS_HOST, check_t2icount_file
 from .targets import BOX_UNITS, CountTarget, LayoutTarget
 
 
@@ -145,11 +147,15 @@ def _build_aesthetic(clip_folder, head_path, vision, vision_modules, device) -> 
     return load_aesthetic_reward(clip_folder, head_path, device)
 
 
-def _detector(detector, backend, folder, checkpoint, device, shortest) -> PhraseDetector:
+def _detector(detector, backend, folder, checkpoint, bert_folder, device, shortest) -> PhraseDetector:
     if detector is not None:
         return detector
     if backend == "groundingdino-py":
-        return load_groundingdino_py(checkpoint)
+        if checkpoint is None or bert_folder is None:
+            raise ValueError("detector_backend 'groundingdino-py' needs groundingdino_checkpoint "
+                             "(groundingdino_swint_ogc.pth) and groundingdino_bert_folder (a local "
+                             f"bert-base-uncased folder); got {checkpoint!r} and {bert_folder!r}")
+        return load_groundingdino_py(checkpoint, bert_folder, device, shortest=shortest)
     if folder is None:
         raise ValueError("give grounding_dino_folder (IDEA-Research/grounding-dino-base in transformers "
                          "format) or an already-loaded detector")
@@ -163,6 +169,9 @@ def _detector_params() -> tuple[Param, ...]:
               choices=("transformers", "groundingdino-py")),
         Param("grounding_dino_folder", "folder", None, "transformers folder of IDEA-Research/grounding-dino-base"),
         Param("groundingdino_checkpoint", "path", None, "groundingdino_swint_ogc.pth (groundingdino-py backend)"),
+        Param("groundingdino_bert_folder", "folder", None,
+              "transformers folder of bert-base-uncased, the text encoder the groundingdino-py backend "
+              "builds from (read locally, never downloaded)"),
         Param("shortest_side", "int", None, "detector input shortest side in px (default: the folder's, 800)",
               min=64, max=2048),
         _device_param(),
@@ -171,23 +180,24 @@ def _detector_params() -> tuple[Param, ...]:
 
 def _build_layout(phrases, boxes, box_units, image_size, matching, temperature, iou_weight,
                   detector, detector_backend, grounding_dino_folder, groundingdino_checkpoint,
-                  shortest_side, device) -> Reward:
+                  groundingdino_bert_folder, shortest_side, device) -> Reward:
     target = LayoutTarget.build(phrases, boxes, box_units, image_size)
     found = _detector(detector, detector_backend, grounding_dino_folder, groundingdino_checkpoint,
-                      device, shortest_side)
+                      groundingdino_bert_folder, device, shortest_side)
     return LayoutReward(found, target, matching, temperature, iou_weight)
 
 
 def _build_quantity(objects, counts, backend, box_threshold, temperature, beta, t2icount_checkpoint,
                     detector, detector_backend, grounding_dino_folder, groundingdino_checkpoint,
-                    shortest_side, device) -> Reward:
+                    groundingdino_bert_folder, shortest_side, device) -> Reward:
     target = CountTarget.build(objects, counts)
     if backend == "t2icount":
         if t2icount_checkpoint is None:
             raise ValueError("backend 't2icount' needs t2icount_checkpoint")
-        return load_t2icount(t2icount_checkpoint)
+        check_t2icount_file(t2icount_checkpoint)
+        raise RewardUnavailableError(T2ICOUNT_NEEDS_HOST)
     found = _detector(detector, detector_backend, grounding_dino_folder, groundingdino_checkpoint,
-                      device, shortest_side)
+                      groundingdino_bert_folder, device, shortest_side)
     return QuantityReward(found, target, box_threshold, temperature, beta)
 
 
@@ -285,12 +295,15 @@ REWARD_KINDS: dict[str, RewardKind] = {
         ),
         RewardKind(
             "imagereward", "ImageReward (held-out scorer; optional image-reward)",
-            "BLIP + MLP preference score through the package's own (non-differentiable) path.",
-            False,
+            "BLIP ViT + BLIP text encoder + MLP on this pack's differentiable preprocessing; "
+            "needs image-reward with transformers <= 4.55.",
+            True,
             (
                 Param("checkpoint", "path", REQUIRED, "ImageReward.pt"),
                 Param("med_config", "path", REQUIRED, "med_config.json"),
                 Param("prompt", "str", REQUIRED, "the generation prompt"),
+                Param("tokenizer_folder", "folder", None,
+                      "bert-base-uncased tokenizer (vocab.txt); default: the folder of med_config.json"),
                 Param("device", "object", "cpu", "torch device"),
             ),
             load_image_reward,

@@ -6,7 +6,9 @@ separate Python named by an environment variable:
 
 * PSI_EXTRAS_PYTHON   — an interpreter with torchvision and the optional held-out scorer
                         packages (open_clip_torch, image-reward), e.g. a copy of the host's venv;
-* PSI_GDINO_PY_PYTHON — an interpreter with groundingdino-py and transformers < 5.
+* PSI_GDINO_PY_PYTHON — an interpreter with groundingdino-py and transformers < 5;
+* PSI_T2ICOUNT_PYTHON / PSI_T2ICOUNT_CODE — an interpreter with einops and a checkout of the
+                        T2ICount authors' code, for the comparisons with their classes.
 
 A test runs a script there that loads this pack as the package `psi_sampler` and prints
 one line `RESULT <json>`; the test asserts on that object. Where the variable is unset
@@ -29,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PURPOSE = {
     "PSI_EXTRAS_PYTHON": "an interpreter with torchvision, open_clip_torch and image-reward",
     "PSI_GDINO_PY_PYTHON": "an interpreter with groundingdino-py and transformers < 5",
+    "PSI_T2ICOUNT_PYTHON": "an interpreter with einops, and PSI_T2ICOUNT_CODE to a checkout of the authors' "
+                           "T2ICount code (the head and UNet are compared with theirs)",
 }
 
 PRELUDE = f"""

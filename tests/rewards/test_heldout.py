@@ -7,9 +7,16 @@ import pytest
 import torch
 
 from rewards_testing import assert_batch_equals_single, input_gradient, rand_images
-from psi_sampler.rewards.heldout import load_hpsv2, load_image_reward, load_pickscore, pickscore_reward
+from psi_sampler.rewards.heldout import (
+    PromptSimilarityReward,
+    letterbox,
+    load_hpsv2,
+    load_image_reward,
+    load_pickscore,
+    pickscore_reward,
+)
 from psi_sampler.rewards.loading import RewardLoadError, RewardUnavailableError
-from psi_sampler.rewards.preprocess import clip_style
+from psi_sampler.rewards.preprocess import CLIP_MEAN, CLIP_STD, clip_style, normalize, resize
 
 PROMPT = "a red cat on the table"
 
@@ -57,7 +64,23 @@ def test_optional_packages_missing(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ImageReward", None)
     with pytest.raises(RewardUnavailableError) as info:
         load_hpsv2(tmp_path / "HPS_v2.1_compressed.pt", PROMPT)
-    assert "install open_clip_torch (optional extra; it may downgrade" in str(info.value)
+    assert "The HPSv2 scorer needs the Python package `open_clip`" in str(info.value)
+    assert "Install open_clip_torch (an optional extra" in str(info.value)
     with pytest.raises(RewardUnavailableError) as info:
         load_image_reward(tmp_path / "ImageReward.pt", tmp_path / "med_config.json", PROMPT)
-    assert "install image-reward (optional extra; it may downgrade" in str(info.value)
+    assert "needs the Python package `ImageReward` (pip name image-reward)" in str(info.value)
+    assert "transformers <= 4.55" in str(info.value)
+
+
+def test_letterbox_pads_like_hpsv2():
+    """HPS v2's fit: longest side to the size, black padding centred, then mean/std."""
+    images = rand_images(2, 20, 40, seed=43)
+    pixels = letterbox(images, 32)
+    assert pixels.shape == (2, 3, 32, 32)
+    black = normalize(torch.zeros(1, 3, 1, 1), CLIP_MEAN, CLIP_STD)
+    # 20x40 -> 16x32, 8 rows of padding above and below
+    torch.testing.assert_close(pixels[:, :, :8], black.expand(2, 3, 8, 32))
+    torch.testing.assert_close(pixels[:, :, 24:], black.expand(2, 3, 8, 32))
+    torch.testing.assert_close(pixels[:, :, 8:24], normalize(resize(images, (16, 32)), CLIP_MEAN, CLIP_STD))
+    with pytest.raises(ValueError, match="fit must be one of \\('crop', 'pad'\\), got 'stretch'"):
+        PromptSimilarityReward("x", lambda p: p.flatten(1), torch.ones(3), PROMPT, fit="stretch")

@@ -5,7 +5,7 @@ import torch
 
 from rewards_testing import assert_batch_equals_single, input_gradient, rand_images
 from psi_sampler.rewards.grounding import TransformersGroundingDino
-from psi_sampler.rewards.loading import RewardLoadError, RewardUnavailableError
+from psi_sampler.rewards.loading import RewardLoadError
 from psi_sampler.rewards.quantity import QuantityReward, count_reward, load_t2icount, soft_count
 from psi_sampler.rewards.targets import CountTarget
 
@@ -60,5 +60,5 @@ def test_t2icount_hook(tmp_path):
         load_t2icount(tmp_path / "best_model_paper.pth")
     assert "T2ICount" in str(info.value) and "best_model_paper.pth" in str(info.value)
     (tmp_path / "best_model_paper.pth").write_bytes(b"x")
-    with pytest.raises(RewardUnavailableError, match="not available in this pack"):
+    with pytest.raises(RewardLoadError, match="not a readable PyTorch weights file"):
         load_t2icount(tmp_path / "best_model_paper.pth")
