@@ -201,16 +201,26 @@ class ComfyServer:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="session")
-def comfy(tmp_path_factory):
+def serve(make_server, tmp_path_factory, name: str, while_booting=None):
+    """Generator behind a server fixture: skip where no host is found, else start
+    `make_server(root, python, work)`, run `while_booting(server)` while ComfyUI starts
+    (writing model files, say), yield the ready server and stop it afterwards."""
     root, python, reason = host_location()
     if reason is not None:
         pytest.skip(skip_line(reason))
-    server = ComfyServer(root, python, tmp_path_factory.mktemp("comfy_host"))
+    server = make_server(root, python, tmp_path_factory.mktemp(name))
     try:
-        server.start()
+        server.launch()
+        if while_booting is not None:
+            while_booting(server)
+        server.wait_ready()
         yield server
     finally:
         server.stop()
         if os.environ.get("PSI_HOST_LOG"):
             sys.stderr.write(server.log_tail(20000))
+
+
+@pytest.fixture(scope="session")
+def comfy(tmp_path_factory):
+    yield from serve(ComfyServer, tmp_path_factory, "comfy_host")

@@ -6,6 +6,9 @@ Tiny settings keep every run to seconds on a CPU: 64×64 images (8×8 latents),
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 CHANNELS = {"sd15": 4, "sd15v": 4, "flux": 16}
 CFG = {"sd15": 2.0, "sd15v": 2.0, "flux": 1.0}
 SMC_STEPS = 4
@@ -144,3 +147,24 @@ def gradient_free(family: str, seed: int = 8) -> tuple[dict, dict]:
     g.add("PsiTestLatentDigest", latent=g.link(smc, 0), label="gradient_free")
     g.add("PsiTestTraceSummary", trace=g.link(smc, 1), label="gradient_free")
     return g.nodes, {"smc": smc}
+
+
+def host_has(python: Path, module: str) -> bool:
+    """Whether `module` is importable in the host's python (checked there, not imported)."""
+    code = f"import importlib.util as u; print(u.find_spec({module!r}) is not None)"
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
+
+
+def host_conftest():
+    """tests/host/conftest.py as loaded by pytest (its server class and helpers): test modules
+    reach it through this, since pytest loads conftest files under their own names."""
+    import sys
+
+    path = Path(__file__).resolve().parent / "conftest.py"
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).resolve() == path:
+            return module
+    raise RuntimeError("tests/host/conftest.py is not loaded")

@@ -17,7 +17,6 @@ missing files or packages refused with clear messages; Ψ Score Images shows sco
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -41,17 +40,7 @@ INITIAL_FAST = {"particles": 2, "chains": 2, "burn_in": 1, "mcmc_steps": 2, "gra
 DETECTOR_SIZE = 128  # the tiny detector's coarsest level must keep > 1 value per GroupNorm group
 
 
-def _host_conftest():
-    """tests/host/conftest.py as loaded by pytest (its server class and skip helpers)."""
-    path = HERE / "conftest.py"
-    for module in list(sys.modules.values()):
-        file = getattr(module, "__file__", None)
-        if file and Path(file).resolve() == path:
-            return module
-    raise RuntimeError("tests/host/conftest.py is not loaded")
-
-
-host = _host_conftest()
+host = graphs.host_conftest()
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -112,20 +101,8 @@ class RewardServer(host.ComfyServer):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    root, python, reason = host.host_location()
-    if reason is not None:
-        pytest.skip(host.skip_line(reason))
-    work = tmp_path_factory.mktemp("psi_reward_host")
-    instance = RewardServer(root, python, work, work / "psi_rewards")
-    try:
-        instance.launch()
-        build_models(instance.models)  # while the host boots
-        instance.wait_ready()
-        yield instance
-    finally:
-        instance.stop()
-        if os.environ.get("PSI_HOST_LOG"):
-            sys.stderr.write(instance.log_tail(20000))
+    yield from host.serve(lambda root, python, work: RewardServer(root, python, work, work / "psi_rewards"),
+                          tmp_path_factory, "psi_reward_host", lambda instance: build_models(instance.models))
 
 
 # --------------------------------------------------------------------------- prompts
@@ -404,13 +381,21 @@ def test_bad_inputs_refused_with_clear_messages(server):
                                prompt="a cat")[0]
     assert "no tokenizer files" in refused(server, pick)
 
-    # optional scorers whose packages are not installed on this host: the reward package's "install" message
+    # optional scorers: the package's "install" message where it is missing, else the missing file's
+    # (tests/host/test_heldout_nodes.py runs HPSv2 where open_clip is installed)
+    _, python, _ = host.host_location()
     hps = refused(server, scored_image_prompt("PsiHPSv2Reward", checkpoint="HPS_v2.1_compressed.pt",
                                               prompt="a cat")[0])
-    assert "needs the Python package `open_clip`" in hps and "install open_clip_torch" in hps
+    if graphs.host_has(python, "open_clip"):
+        assert "no file 'HPS_v2.1_compressed.pt'" in hps and "xswu/HPSv2" in hps
+    else:
+        assert "needs the Python package `open_clip`" in hps and "open_clip_torch" in hps
     image_reward = refused(server, scored_image_prompt("PsiImageRewardReward", checkpoint="ImageReward.pt",
                                                        med_config="med_config.json", prompt="a cat")[0])
-    assert "needs the Python package `ImageReward`" in image_reward and "install image-reward" in image_reward
+    if graphs.host_has(python, "ImageReward"):
+        assert "cannot run with transformers" in image_reward
+    else:
+        assert "needs the Python package `ImageReward`" in image_reward and "image-reward" in image_reward
 
     # found at execution, before any sampling
     no_clip = scored_image_prompt("PsiAestheticReward", head=HEAD_FILE, clip_folder=NO_CLIP)[0]

@@ -72,7 +72,7 @@ class PsiTestGradCheck(io.ComfyNode):
                     io.Float.Input("rel_step", default=3e-3, min=1e-6, max=1.0, step=1e-4, round=False,
                                    tooltip="finite-difference step relative to |x|"),
                     io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="seed"),
-                    io.Boolean.Input("forget_inplace", default=False,
+                    io.Boolean.Input("forget_inplace", default=False, optional=True,
                                      tooltip="start without activation cloning (an unknown in-place model)")],
             outputs=[io.String.Output("report", tooltip="JSON figures")],
             is_output_node=True)
