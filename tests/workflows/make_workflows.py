@@ -400,8 +400,9 @@ TASK_TEXT = {
                "normalised [x0, y0, x1, y1]; the box editor draws them) and keep the phrases in the prompt."),
     "quantity": ("QUANTITY-AWARE GENERATION: the reward is minus the SmoothL1 error between a soft Grounding DINO "
                  "count and the target count of each object (0 when every count is right). Edit the counts in "
-                 "the Ψ Quantity Reward node. (The paper counted with T2ICount, which has no usable gradient in "
-                 "its released code; this pack counts with the layout reward's Grounding DINO.)"),
+                 "the Ψ Quantity Reward node. (The paper counted with T2ICount: set the node's backend to t2icount, "
+                 "with best_model_paper.pth and the VAE and CLIP of an SD1.5 checkpoint connected; the default "
+                 "counts with the layout reward's Grounding DINO.)"),
     "aesthetic": ("AESTHETIC GENERATION: the reward is the LAION improved aesthetic predictor (CLIP ViT-L/14 "
                   "embedding into an MLP head, about 1–10)."),
 }
@@ -415,8 +416,10 @@ def reward_node(g: Graph, task: str) -> tuple[Node, list[ModelFile]]:
                      title="Ψ Layout Reward ← models/psi_rewards/", width=420)
         return node, [GROUNDING_DINO]
     if task == "quantity":
+        # the T2ICount file is named explicitly: the listing's default depends on what the folder holds
         node = g.add("PsiQuantityReward", {"grounding_dino_folder": GROUNDING_DINO.name,
-                                           "counts": counts_json(QUANTITY_COUNTS), "detector_size": SIZE},
+                                           "counts": counts_json(QUANTITY_COUNTS), "detector_size": SIZE,
+                                           "t2icount_checkpoint": "best_model_paper.pth"},
                      title="Ψ Quantity Reward ← models/psi_rewards/", width=420)
         return node, [GROUNDING_DINO]
     node = g.add("PsiAestheticReward", {"head": AESTHETIC_HEAD.name, "clip_folder": CLIP_L14.name},
