@@ -24,7 +24,8 @@ from comfy_api.latest import io
 
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_FILE, HEAD_SOURCE, AestheticHead, AestheticReward
 from ..rewards.checks import prompt_text
-from ..rewards.grounding import GROUNDING_DINO_SOURCE
+from ..rewards.grounding import GROUNDING_DINO_SOURCE, check_groundingdino_py_usable
+from ..rewards.grounding_py import BERT_SOURCE, GROUNDINGDINO_PY_SOURCE, OFFICIAL_QUERIES, min_shortest_side
 from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_HINT, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT,
                                PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE, import_image_reward_blip,
                                pickscore_reward)
@@ -43,7 +44,10 @@ NO_CLIP_FOLDER = "none (use clip_vision)"
 SAME_AS_MODEL = "same as model_folder"
 UNITS = ("normalized", "pixels")
 T2ICOUNT = "t2icount"
-QUANTITY_BACKENDS = ("grounding_dino", T2ICOUNT)
+GDINO_PY = "groundingdino-py"
+QUANTITY_BACKENDS = ("grounding_dino", T2ICOUNT, GDINO_PY)
+DETECTOR_BACKENDS = ("transformers", GDINO_PY)
+GDINO_PY_FILE = "groundingdino_swint_ogc.pth"
 DETECTOR_SIZE_MIN = 64
 #: CLIP ViT-L/14 projected embedding width the aesthetic head reads (768)
 AESTHETIC_EMBED_WIDTH = AestheticHead.expected_shapes()["layers.0.weight"][1]
@@ -100,6 +104,44 @@ def check_detector(folder: str, detector_size: int) -> None:
         raise ValueError(f"detector_size must be 0 (the folder's setting) or >= {DETECTOR_SIZE_MIN}; "
                          f"got {detector_size}")
     models.check_folder(folder, GROUNDING_DINO_SOURCE, need=models.GROUNDING_DINO_FILES)
+
+
+def gdino_py_inputs() -> list[io.Input]:
+    """The optional inputs of the groundingdino-py detector backend (layout and quantity)."""
+    return [
+        folder_input("groundingdino_checkpoint", models.file_choices(),
+                     f"groundingdino-py backend: {GDINO_PY_FILE} (Swin-T OGC, from the IDEA-Research/GroundingDINO "
+                     f"release) in models/{models.FOLDER}. Needs the groundingdino-py package and transformers < 5.",
+                     preferred=GDINO_PY_FILE, optional=True),
+        folder_input("groundingdino_bert_folder", models.folder_choices(models.BERT_TYPES),
+                     f"groundingdino-py backend: a transformers folder of bert-base-uncased in models/{models.FOLDER} "
+                     "(config.json, model.safetensors, vocab.txt), read locally, never downloaded.",
+                     preferred="bert-base-uncased", optional=True),
+    ]
+
+
+def check_groundingdino_py(checkpoint: str | None, bert_folder: str | None, detector_size: int) -> None:
+    """The groundingdino-py backend can run here and its files exist (cheap: no loading)."""
+    try:
+        check_groundingdino_py_usable(f"checkpoint {checkpoint}")
+    except RewardUnavailableError as err:
+        raise ValueError(str(err)) from err
+    least = min_shortest_side(OFFICIAL_QUERIES)
+    if detector_size and detector_size < least:
+        raise ValueError(f"detector_size must be 0 (800) or >= {least} for the groundingdino-py backend; "
+                         f"got {detector_size}")
+    models.resolve_file(checkpoint, GROUNDINGDINO_PY_SOURCE)
+    models.resolve_folder(bert_folder, BERT_SOURCE)
+
+
+def phrase_detector(use_gdino_py: bool, grounding_dino_folder: str, detector_size: int,
+                    checkpoint: str | None, bert_folder: str | None):
+    """The layout/quantity detector of either backend, checked first, loaded once per files and size."""
+    if use_gdino_py:
+        check_groundingdino_py(checkpoint, bert_folder, detector_size)
+        return models.groundingdino_py(checkpoint, bert_folder, detector_size)
+    check_detector(grounding_dino_folder, detector_size)
+    return models.grounding_dino(grounding_dino_folder, detector_size)
 
 
 def _json_list(text: Any, name: str, example: str) -> list:
@@ -252,28 +294,48 @@ class PsiLayoutReward(io.ComfyNode):
                                        "detections (keeps a gradient); greedy: the paper's hard choice of one "
                                        "detection per target (gradient through box coordinates only)."),
                 detector_size_input(),
+                # added after the first release: optional and last, so saved workflows keep their widget order
+                io.Combo.Input("detector_backend", options=list(DETECTOR_BACKENDS), default=DETECTOR_BACKENDS[0],
+                               optional=True,
+                               tooltip="transformers: Grounding DINO from grounding_dino_folder. groundingdino-py: "
+                                       "the original package with groundingdino_swint_ogc.pth (needs transformers "
+                                       "< 5, so not a ComfyUI on transformers 5)."),
+                *gdino_py_inputs(),
             ],
             outputs=[reward_output()],
         )
 
     @classmethod
-    def validate_inputs(cls, grounding_dino_folder, boxes, units, width, height, detector_size):
+    def validate_inputs(cls, grounding_dino_folder, boxes, units, width, height, detector_size,
+                        detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
+                        groundingdino_bert_folder=None):
+        use_gdino_py = detector_backend == GDINO_PY
+
         def check():
             layout_target(boxes, units, width, height)
-            check_detector(grounding_dino_folder, detector_size)
+            if detector_backend not in DETECTOR_BACKENDS:
+                raise ValueError(f"detector_backend must be one of {DETECTOR_BACKENDS}; got {detector_backend!r}")
+            if use_gdino_py:
+                check_groundingdino_py(groundingdino_checkpoint, groundingdino_bert_folder, detector_size)
+            else:
+                check_detector(grounding_dino_folder, detector_size)
 
-        return validation_result(check, grounding_dino_folder, boxes, units, width, height, detector_size)
+        detector = () if use_gdino_py else (grounding_dino_folder,)
+        return validation_result(check, *detector, boxes, units, width, height, detector_size)
 
     @classmethod
-    def fingerprint_inputs(cls, grounding_dino_folder, **kwargs):
-        return models.fingerprint(folders=[grounding_dino_folder])
+    def fingerprint_inputs(cls, grounding_dino_folder, groundingdino_checkpoint=None, **kwargs):
+        return models.fingerprint(folders=[grounding_dino_folder],
+                                  files=[groundingdino_checkpoint] if groundingdino_checkpoint else [])
 
     @classmethod
-    def execute(cls, grounding_dino_folder, boxes, units, width, height, matching, detector_size) -> io.NodeOutput:
+    def execute(cls, grounding_dino_folder, boxes, units, width, height, matching, detector_size,
+                detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
+                groundingdino_bert_folder=None) -> io.NodeOutput:
         layout_target(boxes, units, width, height)  # targets first: no model is loaded for a bad one
-        check_detector(grounding_dino_folder, detector_size)
         phrases, rows = parse_boxes(boxes)
-        detector = models.grounding_dino(grounding_dino_folder, detector_size)
+        detector = phrase_detector(detector_backend == GDINO_PY, grounding_dino_folder, detector_size,
+                                   groundingdino_checkpoint, groundingdino_bert_folder)
         reward = models.outside_inference(lambda: build_reward(
             "layout", phrases=phrases, boxes=rows, box_units=units, image_size=(width, height), matching=matching,
             detector=detector))
@@ -306,7 +368,9 @@ class PsiQuantityReward(io.ComfyNode):
                 io.Combo.Input("backend", options=list(QUANTITY_BACKENDS), default=QUANTITY_BACKENDS[0], optional=True,
                                tooltip="grounding_dino: soft count of Grounding DINO detections (grounding_dino_folder). "
                                        "t2icount: the paper's counter, T2ICount (t2icount_checkpoint, with vae and "
-                                       "clip from an SD1.5 checkpoint); images are resized to 384×384."),
+                                       "clip from an SD1.5 checkpoint); images are resized to 384×384. "
+                                       "groundingdino-py: the soft count with the original Grounding DINO package "
+                                       "(groundingdino_checkpoint, groundingdino_bert_folder; transformers < 5)."),
                 folder_input("t2icount_checkpoint", models.file_choices(),
                              f"T2ICount weights in models/{models.FOLDER} (t2icount backend): {T2ICOUNT_FILE} from "
                              "the T2ICount authors (github.com/cha15yq/T2ICount), which holds the fine-tuned SD1.5 "
@@ -317,34 +381,40 @@ class PsiQuantityReward(io.ComfyNode):
                 io.Clip.Input("clip", optional=True,
                               tooltip="t2icount backend: the Stable Diffusion 1.5 CLIP text encoder (e.g. the CLIP "
                                       "output of Load Checkpoint); its last layer encodes each object phrase."),
+                *gdino_py_inputs(),
             ],
             outputs=[reward_output()],
         )
 
     @classmethod
     def validate_inputs(cls, grounding_dino_folder, counts, detector_size, backend=QUANTITY_BACKENDS[0],
-                        t2icount_checkpoint=None):
+                        t2icount_checkpoint=None, groundingdino_checkpoint=None, groundingdino_bert_folder=None):
         def check():
             count_target(counts)
             if backend not in QUANTITY_BACKENDS:
                 raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
             if backend == T2ICOUNT:
                 models.resolve_file(t2icount_checkpoint, T2ICOUNT_SOURCE)
+            elif backend == GDINO_PY:
+                check_groundingdino_py(groundingdino_checkpoint, groundingdino_bert_folder, detector_size)
             else:
                 check_detector(grounding_dino_folder, detector_size)
 
-        # a None value skips the check (a linked input); an absent t2icount_checkpoint is an error of its own
-        values = (counts, backend) if backend == T2ICOUNT else (grounding_dino_folder, counts, detector_size)
+        # a None value skips the check (a linked input); an absent checkpoint is an error of its own
+        values = {T2ICOUNT: (counts, backend), GDINO_PY: (counts, backend, detector_size)}.get(
+            backend, (grounding_dino_folder, counts, detector_size))
         return validation_result(check, *values)
 
     @classmethod
-    def fingerprint_inputs(cls, grounding_dino_folder, t2icount_checkpoint=None, **kwargs):
-        return models.fingerprint(folders=[grounding_dino_folder], files=[t2icount_checkpoint] if t2icount_checkpoint
-                                  else [])
+    def fingerprint_inputs(cls, grounding_dino_folder, t2icount_checkpoint=None, groundingdino_checkpoint=None,
+                           **kwargs):
+        files = [f for f in (t2icount_checkpoint, groundingdino_checkpoint) if f]
+        return models.fingerprint(folders=[grounding_dino_folder], files=files)
 
     @classmethod
     def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size,
-                backend=QUANTITY_BACKENDS[0], t2icount_checkpoint=None, vae=None, clip=None) -> io.NodeOutput:
+                backend=QUANTITY_BACKENDS[0], t2icount_checkpoint=None, vae=None, clip=None,
+                groundingdino_checkpoint=None, groundingdino_bert_folder=None) -> io.NodeOutput:
         count_target(counts)  # targets first: no model is loaded for a bad one
         objects, values = parse_counts(counts)
         if backend == T2ICOUNT:
@@ -357,10 +427,10 @@ class PsiQuantityReward(io.ComfyNode):
             unet, head = models.CACHE.get(("t2icount", models.signature(path)), lambda: models.outside_inference(
                 lambda: _load_t2icount(path)))
             return io.NodeOutput(t2icount_bridge.t2icount_reward(unet, head, vae, clip, objects, values))
-        if backend != QUANTITY_BACKENDS[0]:
+        if backend not in QUANTITY_BACKENDS:
             raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
-        check_detector(grounding_dino_folder, detector_size)
-        detector = models.grounding_dino(grounding_dino_folder, detector_size)
+        detector = phrase_detector(backend == GDINO_PY, grounding_dino_folder, detector_size,
+                                   groundingdino_checkpoint, groundingdino_bert_folder)
         reward = models.outside_inference(lambda: build_reward(
             "quantity", objects=objects, counts=values, box_threshold=box_threshold, temperature=temperature,
             detector=detector))

@@ -36,7 +36,9 @@ import folder_paths
 
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_SOURCE, AestheticHead, load_aesthetic_head, load_clip_vision
 from ..rewards.clip import ClipImageEmbedder
-from ..rewards.grounding import GROUNDING_DINO_SOURCE, TransformersGroundingDino, load_grounding_dino
+from ..rewards.grounding import (GROUNDING_DINO_SOURCE, PhraseDetector, TransformersGroundingDino, load_grounding_dino,
+                                 load_groundingdino_py)
+from ..rewards.grounding_py import BERT_SOURCE, GROUNDINGDINO_PY_SOURCE
 from ..rewards.heldout import PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE
 from ..rewards.loading import (RewardLoadError, RewardUnavailableError, WeightsSource, check_model_folder,
                                from_pretrained_local, import_optional, read_json)
@@ -49,6 +51,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 MAX_DEPTH = 4
 CLIP_TYPES = ("clip", "clip_vision_model")
 GROUNDING_DINO_TYPES = ("grounding-dino",)
+BERT_TYPES = ("bert",)
 GROUNDING_DINO_FILES = ("vocab.txt|tokenizer.json",)  # besides config and weights
 _FOLDER_MARKERS = ("config.json", "tokenizer.json", "tokenizer_config.json")
 
@@ -293,6 +296,15 @@ def grounding_dino(name: str, shortest_side: int = 0) -> TransformersGroundingDi
         return base
     return TransformersGroundingDino(base.model, base.tokenizer, shortest=int(shortest_side),
                                      longest=max(base.longest, int(shortest_side)), mean=base.mean, std=base.std)
+
+
+def groundingdino_py(checkpoint: str, bert_folder: str, shortest_side: int = 0) -> PhraseDetector:
+    """The groundingdino-py detector from file `checkpoint` and BERT folder `bert_folder`
+    (cached per checkpoint, folder and input size)."""
+    path = resolve_file(checkpoint, GROUNDINGDINO_PY_SOURCE)
+    bert = resolve_folder(bert_folder, BERT_SOURCE)
+    return _cached("groundingdino-py", path, (str(bert), int(shortest_side or 0)),
+                   lambda: load_groundingdino_py(path, bert, shortest=int(shortest_side) or None))
 
 
 @dataclass(frozen=True)

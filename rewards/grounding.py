@@ -242,6 +242,27 @@ GROUNDINGDINO_PY_HINT = (
 )
 
 
+def check_groundingdino_py_usable(what: str = "the checkpoint") -> None:
+    """Raise RewardUnavailableError, with the reason, where the groundingdino-py backend
+    cannot run here: the package is missing, or transformers >= 5 (checked without loading
+    any weights, so nodes can refuse a prompt before sampling)."""
+    import_optional(
+        "groundingdino",
+        "It is optional: `pip install groundingdino-py` (it needs transformers < 5 and pulls "
+        "opencv, supervision, pycocotools and timm). " + GROUNDINGDINO_PY_HINT,
+        purpose=f"The groundingdino-py backend ({what})",
+    )
+    import transformers
+
+    if transformers_major() >= 5:
+        raise RewardUnavailableError(
+            f"groundingdino-py is installed but cannot build its model on transformers "
+            f"{transformers.__version__} (it needs transformers < 5; ComfyUI installs >= 5, and "
+            f"downgrading would break the host). {what[0].upper() + what[1:]} cannot be used. "
+            + GROUNDINGDINO_PY_HINT
+        )
+
+
 def load_groundingdino_py(
     checkpoint: str | Path | None,
     bert_folder: str | Path | None = None,
@@ -266,21 +287,7 @@ def load_groundingdino_py(
     installs >= 5); RewardLoadError naming the file for a missing, unsafe or mismatched
     checkpoint or BERT folder. The model code lives in grounding_py.py, imported only here.
     """
-    import_optional(
-        "groundingdino",
-        "It is optional: `pip install groundingdino-py` (it needs transformers < 5 and pulls "
-        "opencv, supervision, pycocotools and timm). " + GROUNDINGDINO_PY_HINT,
-        purpose=f"The groundingdino-py backend (checkpoint {checkpoint})",
-    )
-    import transformers
-
-    if transformers_major() >= 5:
-        raise RewardUnavailableError(
-            f"groundingdino-py is installed but cannot build its model on transformers "
-            f"{transformers.__version__} (it needs transformers < 5; ComfyUI installs >= 5, and "
-            f"downgrading would break the host). Checkpoint {checkpoint} cannot be used. "
-            + GROUNDINGDINO_PY_HINT
-        )
+    check_groundingdino_py_usable(f"checkpoint {checkpoint}")
     if checkpoint is None:
         raise ValueError("the groundingdino-py backend needs checkpoint (groundingdino_swint_ogc.pth), got None")
     if bert_folder is None:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +40,13 @@ from .loading import (
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, detector_style, to_model
 
+#: queries of the official Swin-T OGC config
+OFFICIAL_QUERIES = 900
+
+
 def min_shortest_side(num_queries: int) -> int:
     """Smallest square side whose four feature levels (strides 8, 16, 32, 64) hold at least
-    `num_queries` encoder positions (224 for the official 900: 28² + 14² + 7² + 4² = 1045)."""
+    `num_queries` encoder positions (208 for the official 900: 26² + 13² + 7² + 4² = 910)."""
     side = 8
     while sum(math.ceil(side / stride) ** 2 for stride in (8, 16, 32, 64)) < num_queries:
         side += 8

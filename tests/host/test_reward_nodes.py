@@ -371,6 +371,17 @@ def test_bad_inputs_refused_with_clear_messages(server):
     nothing = layout_error(grounding_dino_folder="(nothing found in models/psi_rewards)")
     assert "no model folder selected (none found)" in nothing and "grounding-dino-base" in nothing
 
+    # the groundingdino-py backend on this host (transformers 5): refused with the reason, before any loading
+    _, python, _ = host.host_location()
+    gdino_py = {"groundingdino_checkpoint": "groundingdino_swint_ogc.pth",
+                "groundingdino_bert_folder": "bert-base-uncased"}
+    for message in (layout_error(detector_backend="groundingdino-py", **gdino_py),
+                    quantity_error(backend="groundingdino-py", **gdino_py)):
+        if graphs.host_has(python, "groundingdino"):
+            assert "cannot build its model on transformers" in message and "< 5" in message
+        else:
+            assert "needs the Python package `groundingdino`" in message and "pip install groundingdino-py" in message
+
     aesthetic = scored_image_prompt("PsiAestheticReward", head="aesthetic.pth", clip_folder=CLIP_DIR)[0]
     message = refused(server, aesthetic)
     assert "no file 'aesthetic.pth'" in message and "improved-aesthetic-predictor" in message

@@ -408,18 +408,22 @@ TASK_TEXT = {
 }
 
 
+#: the optional backends' files, named explicitly: a listing's default depends on what the folder holds
+GDINO_PY_FILES = {"groundingdino_checkpoint": "groundingdino_swint_ogc.pth",
+                  "groundingdino_bert_folder": "bert-base-uncased"}
+
+
 def reward_node(g: Graph, task: str) -> tuple[Node, list[ModelFile]]:
     if task == "layout":
         node = g.add("PsiLayoutReward", {"grounding_dino_folder": GROUNDING_DINO.name,
                                          "boxes": boxes_json(LAYOUT_BOXES), "units": "normalized",
-                                         "width": SIZE, "height": SIZE, "detector_size": SIZE},
+                                         "width": SIZE, "height": SIZE, "detector_size": SIZE, **GDINO_PY_FILES},
                      title="Ψ Layout Reward ← models/psi_rewards/", width=420)
         return node, [GROUNDING_DINO]
     if task == "quantity":
-        # the T2ICount file is named explicitly: the listing's default depends on what the folder holds
         node = g.add("PsiQuantityReward", {"grounding_dino_folder": GROUNDING_DINO.name,
                                            "counts": counts_json(QUANTITY_COUNTS), "detector_size": SIZE,
-                                           "t2icount_checkpoint": "best_model_paper.pth"},
+                                           "t2icount_checkpoint": "best_model_paper.pth", **GDINO_PY_FILES},
                      title="Ψ Quantity Reward ← models/psi_rewards/", width=420)
         return node, [GROUNDING_DINO]
     node = g.add("PsiAestheticReward", {"head": AESTHETIC_HEAD.name, "clip_folder": CLIP_L14.name},
