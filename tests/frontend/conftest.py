@@ -82,8 +82,8 @@ class Server(host.ComfyServer):
     def url(self) -> str:
         return f"http://{self.host}"
 
-    def start(self) -> None:
-        super().start()
+    def wait_ready(self) -> None:
+        super().wait_ready()
         # no first-run template dialog over the screenshots
         request = urllib.request.Request(f"{self.url}/settings", data=json.dumps({"Comfy.TutorialCompleted": True})
                                          .encode(), headers={"Content-Type": "application/json"}, method="POST")
@@ -106,13 +106,7 @@ def server(tmp_path_factory):
     if reason is not None:
         pytest.skip(skip_line(reason))
     comfy = Server(found["root"], found["python"], tmp_path_factory.mktemp("comfy_frontend"))
-    try:
-        comfy.start()
-        yield comfy
-    finally:
-        comfy.stop()
-        if os.environ.get("PSI_FRONTEND_LOG"):
-            sys.stderr.write(comfy.log_tail(20000))
+    yield from host.run_server(comfy, log_env="PSI_FRONTEND_LOG")
 
 
 class Browser:

@@ -201,14 +201,10 @@ class ComfyServer:
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def serve(make_server, tmp_path_factory, name: str, while_booting=None):
-    """Generator behind a server fixture: skip where no host is found, else start
-    `make_server(root, python, work)`, run `while_booting(server)` while ComfyUI starts
-    (writing model files, say), yield the ready server and stop it afterwards."""
-    root, python, reason = host_location()
-    if reason is not None:
-        pytest.skip(skip_line(reason))
-    server = make_server(root, python, tmp_path_factory.mktemp(name))
+def run_server(server, while_booting=None, log_env: str = "PSI_HOST_LOG"):
+    """Generator behind a server fixture: launch `server`, run `while_booting(server)` while
+    ComfyUI starts (writing model files, say), yield the ready server and stop it afterwards
+    (printing its log tail when `log_env` is set)."""
     try:
         server.launch()
         if while_booting is not None:
@@ -217,8 +213,16 @@ def serve(make_server, tmp_path_factory, name: str, while_booting=None):
         yield server
     finally:
         server.stop()
-        if os.environ.get("PSI_HOST_LOG"):
+        if os.environ.get(log_env):
             sys.stderr.write(server.log_tail(20000))
+
+
+def serve(make_server, tmp_path_factory, name: str, while_booting=None):
+    """run_server for `make_server(root, python, work)`, or skip where no host is found."""
+    root, python, reason = host_location()
+    if reason is not None:
+        pytest.skip(skip_line(reason))
+    yield from run_server(make_server(root, python, tmp_path_factory.mktemp(name)), while_booting)
 
 
 @pytest.fixture(scope="session")

@@ -48,12 +48,7 @@ def server(tmp_path_factory, workflows):
         pytest.skip(skip_line(reason))
     work = tmp_path_factory.mktemp("comfy_workflows")
     write_placeholders(work / "base" / "models", workflows)
-    comfy = harness.Server(root, python, work)
-    try:
-        comfy.start()
-        yield comfy
-    finally:
-        comfy.stop()
+    yield from harness.host.run_server(harness.Server(root, python, work))
 
 
 @pytest.fixture(scope="session")
