@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .aesthetic import AestheticHead
 from .base import Reward
@@ -48,7 +47,7 @@ from .loading import (
     load_state_dict,
     read_json,
 )
-from .preprocess import CLIP_MEAN, CLIP_STD, clip_style, normalize, resize, to_model
+from .preprocess import CLIP_MEAN, CLIP_STD, clip_style, letterbox, to_model
 
 PICKSCORE_SOURCE = WeightsSource(
     what="PickScore model",
@@ -95,23 +94,6 @@ IMAGE_REWARD_MAX_TOKENS = 35
 #: BLIP's ViTs use 64-wide attention heads (base 768/12, large 1024/16); not stored in the weights
 BLIP_HEAD_WIDTH = 64
 FITS = ("crop", "pad")
-
-
-def letterbox(images: torch.Tensor, size: int, mean: Sequence[float] = CLIP_MEAN,
-              std: Sequence[float] = CLIP_STD) -> torch.Tensor:
-    """HPS v2's fit: [B, 3, H, W] in [0, 1] -> [B, 3, size, size] normalised.
-
-    Longest side resized to `size` (bicubic, antialiased; sides rounded as Python's round),
-    then padded with black (0 before normalisation) to a centred square, as HPS v2's
-    `ResizeMaxSize(size, fill=0)`. Differentiable.
-    """
-    height, width = images.shape[-2:]
-    scale = size / float(max(height, width))
-    new_height, new_width = round(height * scale), round(width * scale)
-    images = resize(images, (new_height, new_width))
-    pad_h, pad_w = size - new_height, size - new_width
-    images = F.pad(images, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0.0)
-    return normalize(images, mean, std)
 
 
 class PromptSimilarityReward(Reward):

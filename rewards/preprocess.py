@@ -106,3 +106,20 @@ def to_model(images: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
     for p in module.parameters():
         return images.to(device=p.device, dtype=p.dtype)
     return images
+
+
+def letterbox(images: torch.Tensor, size: int, mean: Sequence[float] = CLIP_MEAN,
+              std: Sequence[float] = CLIP_STD) -> torch.Tensor:
+    """HPS v2's fit: [B, 3, H, W] in [0, 1] -> [B, 3, size, size] normalised.
+
+    Longest side resized to `size` (bicubic, antialiased; sides rounded as Python's round),
+    then padded with black (0 before normalisation) to a centred square, as HPS v2's
+    `ResizeMaxSize(size, fill=0)`. Differentiable.
+    """
+    height, width = images.shape[-2:]
+    scale = size / float(max(height, width))
+    new_height, new_width = round(height * scale), round(width * scale)
+    images = resize(images, (new_height, new_width))
+    pad_h, pad_w = size - new_height, size - new_width
+    images = F.pad(images, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=0.0)
+    return normalize(images, mean, std)

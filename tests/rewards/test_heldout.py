@@ -9,14 +9,13 @@ import torch
 from rewards_testing import assert_batch_equals_single, input_gradient, rand_images
 from psi_sampler.rewards.heldout import (
     PromptSimilarityReward,
-    letterbox,
     load_hpsv2,
     load_image_reward,
     load_pickscore,
     pickscore_reward,
 )
 from psi_sampler.rewards.loading import RewardLoadError, RewardUnavailableError
-from psi_sampler.rewards.preprocess import CLIP_MEAN, CLIP_STD, clip_style, normalize, resize
+from psi_sampler.rewards.preprocess import CLIP_MEAN, CLIP_STD, clip_style, letterbox, normalize, resize
 
 PROMPT = "a red cat on the table"
 
