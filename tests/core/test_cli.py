@@ -132,3 +132,24 @@ def test_invalid_values_exit_2_with_an_error_line(capsys, args, needle):
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and needle in captured.err, captured.err
     assert captured.out == ""
+
+
+def test_demo_prints_every_method_and_the_ratio_and_writes_the_figure(capsys, tmp_path):
+    """README command one's module on a small budget: the table rows, the Ψ/prior line
+    computed from them, and a PNG of five panels."""
+    from PIL import Image
+
+    from psi_core.toy import demo
+
+    out = tmp_path / "figure1.png"
+    assert demo.main(["--out", str(out), "--seeds", "2", "--figure-seeds", "1", "--nfe", "150"]) == 0
+    text = capsys.readouterr().out
+    for label in demo.LABELS.values():
+        assert label in text
+    assert "2 seeds" in text
+    ratio_line = next(line for line in text.splitlines() if line.startswith("Psi-Sampler / prior SMC"))
+    ratio = float(ratio_line.split(":")[1].split()[0])
+    assert math.isfinite(ratio)
+    with Image.open(out) as image:
+        width, height = image.size
+    assert width > 4 * height  # five panels side by side
