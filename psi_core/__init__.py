@@ -2,7 +2,7 @@
 
 Pure torch + numpy; imports nothing from ComfyUI. The pieces:
 
-* families   — noise scaling and the ancestral kernels of EPS/V and flow models
+* families   — noise scaling and the ancestral (and lcm) kernels of EPS/V and flow models
 * lookahead  — r̂(x, σ) = r(D(x, σ)) and ∇_x r̂ in micro-batches, with NFE counting
 * mcmc       — pCNL, MALA and ULA kernels over the starting noise
 * initial    — the initial-particle stage (pcnl, mala, ula, prior, topk)
@@ -15,7 +15,7 @@ Pure torch + numpy; imports nothing from ComfyUI. The pieces:
 """
 
 from .budget import BudgetPlan, NFECounter, plan_budget
-from .families import FAMILIES, StartMap, ancestral_coefficients, start_map
+from .families import FAMILIES, KERNELS, StartMap, ancestral_coefficients, start_map
 from .initial import INITIAL_METHODS, InitialConfig, InitialParticles, draw_initial, thinning_schedule
 from .lookahead import Evaluation, Lookahead
 from .resampling import DEFAULT_SCHEME, RESAMPLERS, resample
@@ -26,7 +26,7 @@ from .weights import AllParticlesInvalidError, LogWeights
 
 __all__ = [
     "AllParticlesInvalidError", "BudgetPlan", "DEFAULT_SCHEME", "Evaluation", "FAMILIES", "INITIAL_METHODS",
-    "InitialConfig", "InitialParticles", "LogWeights", "Lookahead", "MCMCRecord", "NFECounter", "OUTPUTS",
+    "InitialConfig", "InitialParticles", "KERNELS", "LogWeights", "Lookahead", "MCMCRecord", "NFECounter", "OUTPUTS",
     "RESAMPLERS", "SMCConfig", "SMCRecord", "SMCResult", "StartMap", "Trace", "ancestral_coefficients",
     "draw_initial", "make_generator", "plan_budget", "resample", "run_smc", "start_map", "thinning_schedule",
 ]

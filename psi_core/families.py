@@ -7,7 +7,9 @@ Two families cover ComfyUI's models (brief §3.3):
 
 The ancestral kernels are the Gaussian transitions p_θ(x' | x) = N(μ, s²·I) behind
 ComfyUI's ``sample_euler_ancestral`` (eps) and ``sample_euler_ancestral_RF`` (flow),
-written here as (μ, s) so the SMC can shift the mean and score proposals.
+written here as (μ, s) so the SMC can shift the mean and score proposals. The
+``lcm`` kernel is ComfyUI's ``sample_lcm``: the prediction re-noised to the next
+sigma, the usual sampler of distilled few-step models.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import torch
 
 FAMILIES = ("eps", "flow")
+KERNELS = ("ancestral", "lcm")
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,27 @@ def ancestral_coefficients(family: str, sigma: float, sigma_next: float, eta: fl
         scale = alpha_next / alpha_down
         return KernelCoefficients(a=scale * ratio, b=scale * (1.0 - ratio), s=renoise)
     raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+
+
+def lcm_coefficients(family: str, sigma_next: float) -> KernelCoefficients:
+    """Coefficients of ComfyUI's ``sample_lcm`` step to σ' > 0: x' = noise_scaling(σ', z, x̂0).
+
+    eps:  x' = x̂0 + σ'·z,  flow:  x' = (1−σ')·x̂0 + σ'·z;  μ does not depend on x.
+    """
+    sigma_next = float(sigma_next)
+    if sigma_next <= 0:
+        raise ValueError(f"the lcm kernel needs sigma_next > 0; got {sigma_next}")
+    if family == "eps":
+        return KernelCoefficients(a=0.0, b=1.0, s=sigma_next)
+    if family == "flow":
+        return KernelCoefficients(a=0.0, b=1.0 - sigma_next, s=sigma_next)
+    raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+
+
+def kernel_coefficients(kernel: str, family: str, sigma: float, sigma_next: float, eta: float) -> KernelCoefficients:
+    """(μ, s) of one step of `kernel` (ancestral: with noise η; lcm: η is not used)."""
+    if kernel == "ancestral":
+        return ancestral_coefficients(family, sigma, sigma_next, eta)
+    if kernel == "lcm":
+        return lcm_coefficients(family, sigma_next)
+    raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")

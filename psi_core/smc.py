@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from . import validation
-from .families import FAMILIES, ancestral_coefficients
+from .families import FAMILIES, KERNELS, kernel_coefficients
 from .initial import InitialParticles
 from .lookahead import Evaluation, Lookahead
 from .resampling import RESAMPLERS, resample
@@ -44,7 +44,9 @@ class SMCConfig:
     """alpha: reward temperature α of the target p0·exp(r/α).
     ess_threshold τ: resample when ESS < τ·K (0 never, 1 at every step with unequal weights).
     resampling: systematic | stratified | multinomial | residual | ssp.
-    eta: ancestral noise η of the base kernel (1 = full ancestral step).
+    kernel: the model's stochastic step p_θ — ancestral (ComfyUI's euler_ancestral /
+        euler_ancestral_RF) | lcm (ComfyUI's lcm: x̂0 re-noised to σ', for distilled models).
+    eta: ancestral noise η of the base kernel (1 = full ancestral step; unused by lcm).
     guidance γ: scale of the gradient shift of the proposal mean.
     gradient_free: propose from p_θ, forward passes only (γ ignored).
     output: best (highest final reward) | all | sample (one drawn by final weight).
@@ -57,6 +59,7 @@ class SMCConfig:
     ess_threshold: float = 0.5
     resampling: str = "systematic"
     eta: float = 1.0
+    kernel: str = "ancestral"
     guidance: float = 1.0
     gradient_free: bool = False
     output: str = "best"
@@ -68,6 +71,7 @@ class SMCConfig:
         validation.in_range("ess_threshold", self.ess_threshold, 0.0, 1.0)
         validation.choice("resampling", self.resampling, RESAMPLERS)
         validation.in_range("eta", self.eta, 0.0, 1.0)
+        validation.choice("kernel", self.kernel, KERNELS)
         validation.in_range("guidance", self.guidance, 0.0, 1e6)
         validation.choice("output", self.output, OUTPUTS)
         validation.choice("initial_weights", self.initial_weights, INITIAL_WEIGHTS)
@@ -134,7 +138,7 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
         new_eval = Evaluation(x0_hat=x_new, reward=evaluation.reward, grad=None)
         increment = torch.zeros(k, dtype=torch.float64)
     else:
-        coeff = ancestral_coefficients(family, sigma, sigma_next, config.eta)
+        coeff = kernel_coefficients(config.kernel, family, sigma, sigma_next, config.eta)
         mean = coeff.mean(x, evaluation.x0_hat)
         noise = randn_like(x, generator) * coeff.s
         log_ratio = torch.zeros(k, dtype=torch.float64)

@@ -10,7 +10,7 @@ import json
 import sys
 
 from ..families import FAMILIES
-from .problems import figure1
+from .problems import DENOISERS, figure1
 from .run import METHODS, ToySettings, run_toy
 
 
@@ -21,6 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=2, help="dimension, 2 to 16384")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kind", choices=FAMILIES, default="flow", help="eps (x = x0 + σε) or flow (x = (1−σ)x0 + σε)")
+    parser.add_argument("--denoiser", choices=DENOISERS, default="tweedie",
+                        help="tweedie: exact E[x0|x]; distilled: the exact flow map (a few-step model), lcm kernel, "
+                             "start from pure noise")
     parser.add_argument("--step-size", type=float, default=0.5, help="MCMC step size δ")
     parser.add_argument("--steps", type=int, default=25, help="SMC steps")
     parser.add_argument("--chains", type=int, default=10, help="MCMC chains")
@@ -33,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        problem = figure1(args.kind, steps=args.steps, dim=args.dim)
+        problem = figure1(args.kind, steps=args.steps, dim=args.dim, denoiser=args.denoiser)
         report = run_toy(problem, ToySettings(
             method=args.method, nfe=args.nfe, seed=args.seed, step_size=args.step_size, num_chains=args.chains,
             gradient_free=args.gradient_free, adapt_step_size=args.adapt_step_size,

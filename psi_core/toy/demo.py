@@ -44,7 +44,8 @@ def _particles(problem, method: str, nfe: int, seed: int) -> tuple[torch.Tensor,
                            mcmc_steps=max(plan.mcmc_steps, 1), burn_in=plan.mcmc_steps // 2,
                            alpha_mcmc=problem.alpha_mcmc)
     initial = draw_initial(config, lookahead, problem.start(), (problem.dim,), float(problem.sigmas[0]), generator)
-    result = run_smc(initial, problem.sigmas, lookahead, SMCConfig(alpha=problem.alpha, output="all"),
+    result = run_smc(initial, problem.sigmas, lookahead,
+                     SMCConfig(alpha=problem.alpha, kernel=problem.kernel, output="all"),
                      problem.family, generator)
     return result.particles, result.log_weights.normalized
 

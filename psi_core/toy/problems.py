@@ -5,6 +5,14 @@ the reward dislikes, while the modes the reward favours hold little prior mass,
 so SMC started from the prior rarely has particles there. `scaled(d)` embeds the
 same modes in d dimensions (extra coordinates are N(0, 1) nuisance dimensions,
 16 rewarded coordinates) for the high-dimensional pCNL/MALA comparison.
+
+Two denoisers of the same prior: `tweedie`, the exact E[x0 | x] of a perfectly
+trained model, and `distilled`, the exact probability-flow map Φ_σ(x) (the clean
+sample the model's own ODE reaches from x), which is what a distilled few-step
+model such as FLUX.1-schnell approximates. An exact flow map sends p_σ to p0, so
+with ComfyUI's lcm kernel (x̂0 re-noised to σ') the chain keeps the model's
+marginals and the tilted mixture stays the exact target. The distilled problem
+starts from pure noise (flow σ = 1), where the Tweedie look-ahead is constant.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from .mixture import DiagonalMixture, GaussianReward, expected_reward, tilt
 
 DIM_RANGE = (2, 16384)
 REWARDED_DIMS = 16
+DENOISERS = ("tweedie", "distilled")
+FLOW_MAP_STEPS = 48
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class ToyProblem:
     alpha_mcmc: float
     family: str
     sigmas: torch.Tensor  # float64, ends at 0
+    denoiser_kind: str = "tweedie"
 
     @property
     def dim(self) -> int:
@@ -47,26 +58,66 @@ class ToyProblem:
         """(a, b) with x = a·x0 + b·ε at noise level σ for this family."""
         return (1.0, sigma) if self.family == "eps" else (1.0 - sigma, sigma)
 
-    def denoiser(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Exact Tweedie denoiser D(x, σ) in ComfyUI's calling convention (σ per row, all equal)."""
-        a, b = self.coefficients(float(sigma.reshape(-1)[0]))
+    @property
+    def kernel(self) -> str:
+        """The SMC's base kernel: ancestral steps for the Tweedie model, lcm for the distilled one."""
+        return "lcm" if self.denoiser_kind == "distilled" else "ancestral"
+
+    def tweedie(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        a, b = self.coefficients(sigma)
         return self.prior.denoise(x, a, b)
+
+    def denoiser(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """D(x, σ) in ComfyUI's calling convention (σ per row, all equal): Tweedie's
+        E[x0 | x], or the flow map Φ_σ(x) for the distilled model."""
+        s = float(sigma.reshape(-1)[0])
+        if self.denoiser_kind == "distilled":
+            return flow_map(self.tweedie, x, s)
+        return self.tweedie(x, s)
 
     def start(self):
         return start_map(self.family, float(self.sigmas[0]), None, max_denoise=True)
 
 
-def schedule(family: str, steps: int) -> torch.Tensor:
-    """Toy schedules: flow runs σ from 0.9 to 0 linearly (a shifted start, where the
-    look-ahead is informative); eps uses a Karras schedule from 10 to 0.01, then 0."""
+def flow_map(tweedie, x: torch.Tensor, sigma: float, steps: int = FLOW_MAP_STEPS) -> torch.Tensor:
+    """Φ_σ(x): the probability-flow ODE dx/dσ' = (x − E[x0 | x, σ'])/σ' from σ to 0.
+
+    The same ODE holds in both families (eps: the velocity is ε̂; flow: ε̂ − x̂0).
+    Heun steps (k-diffusion's sample_heun without churn) on a Karras grid from σ to
+    σ·1e-4, then one Euler step to 0; float64, differentiable in x. `tweedie(x, σ')`
+    is the exact denoiser.
+    """
+    if sigma <= 0:
+        return x
+    grid = _karras(sigma, sigma * 1e-4, steps)
+    y = x.to(torch.float64)
+
+    def velocity(state: torch.Tensor, s: float) -> torch.Tensor:
+        return (state - tweedie(state, s)) / s
+
+    for s, s_next in zip(grid[:-1].tolist(), grid[1:].tolist()):
+        d = velocity(y, s)
+        y_euler = y + (s_next - s) * d
+        y = y + (s_next - s) * 0.5 * (d + velocity(y_euler, s_next))
+    s = float(grid[-1])
+    y = y - s * velocity(y, s)
+    return y.to(x.dtype)
+
+
+def _karras(s_max: float, s_min: float, num: int, rho: float = 7.0) -> torch.Tensor:
+    """num σ values from s_max down to s_min, spaced as in Karras et al. (ρ = 7)."""
+    ramp = torch.linspace(0, 1, num, dtype=torch.float64)
+    return (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+
+
+def schedule(family: str, steps: int, full_noise: bool = False) -> torch.Tensor:
+    """Toy schedules: flow runs σ from 0.9 to 0 linearly (from 1 with `full_noise`, the
+    start of a flow model at full denoise); eps uses a Karras schedule from 10 to 0.01, then 0."""
     validation.choice("family", family, FAMILIES)
     validation.integer_at_least("steps", steps, 1)
     if family == "flow":
-        return torch.linspace(0.9, 0.0, steps + 1, dtype=torch.float64)
-    rho, s_max, s_min = 7.0, 10.0, 0.01
-    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
-    body = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
-    return torch.cat([body, torch.zeros(1, dtype=torch.float64)])
+        return torch.linspace(1.0 if full_noise else 0.9, 0.0, steps + 1, dtype=torch.float64)
+    return torch.cat([_karras(10.0, 0.01, steps), torch.zeros(1, dtype=torch.float64)])
 
 
 def figure1_modes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,9 +128,11 @@ def figure1_modes() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return weights, means, std
 
 
-def figure1(family: str = "flow", steps: int = 25, dim: int = 2) -> ToyProblem:
-    """The Figure-1 problem, optionally embedded in `dim` dimensions."""
+def figure1(family: str = "flow", steps: int = 25, dim: int = 2, denoiser: str = "tweedie") -> ToyProblem:
+    """The Figure-1 problem, optionally embedded in `dim` dimensions, with the Tweedie
+    or the distilled (flow-map) denoiser."""
     validation.choice("family", family, FAMILIES)
+    validation.choice("denoiser", denoiser, DENOISERS)
     lo, hi = DIM_RANGE
     dim = validation.integer_at_least("dim", dim, lo)
     if dim > hi:
@@ -103,5 +156,6 @@ def figure1(family: str = "flow", steps: int = 25, dim: int = 2) -> ToyProblem:
     return ToyProblem(
         prior=DiagonalMixture(weights, means, variances),
         reward=GaussianReward(centre, precision),
-        alpha=0.1, alpha_mcmc=0.1, family=family, sigmas=schedule(family, steps),
+        alpha=0.1, alpha_mcmc=0.1, family=family,
+        sigmas=schedule(family, steps, full_noise=denoiser == "distilled"), denoiser_kind=denoiser,
     )

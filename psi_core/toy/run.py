@@ -59,7 +59,7 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
             adapt_step_size=settings.adapt_step_size)
         initial = draw_initial(config, lookahead, start, (problem.dim,), float(problem.sigmas[0]), generator)
         result = run_smc(initial, problem.sigmas, lookahead,
-                         SMCConfig(alpha=problem.alpha, gradient_free=settings.gradient_free,
+                         SMCConfig(alpha=problem.alpha, kernel=problem.kernel, gradient_free=settings.gradient_free,
                                    ess_threshold=settings.ess_threshold, resampling=settings.resampling,
                                    output="all"),
                          problem.family, generator)
@@ -70,7 +70,7 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
     wall = time.perf_counter() - started
     exact, _ = problem.target.sample(settings.target_samples, make_generator(10_000 + settings.seed))
     report = {
-        "method": settings.method, "kind": problem.family, "dim": problem.dim,
+        "method": settings.method, "kind": problem.family, "dim": problem.dim, "denoiser": problem.denoiser_kind,
         **counter.as_dict(),
         "particles": plan.num_particles,
         "reward_mean": float((weights.double() * reward.double().cpu()).sum()),
@@ -90,7 +90,7 @@ def _best_of_n(problem: ToyProblem, n: int, lookahead: Lookahead, generator):
     prior = draw_initial(InitialConfig(method="prior", num_particles=n), lookahead, problem.start(),
                          (problem.dim,), float(problem.sigmas[0]), generator)
     plain = run_smc(prior, problem.sigmas, lookahead,
-                    SMCConfig(alpha=1e30, gradient_free=True, ess_threshold=0.0, output="all"),
+                    SMCConfig(alpha=1e30, kernel=problem.kernel, gradient_free=True, ess_threshold=0.0, output="all"),
                     problem.family, generator)
     reward = problem.reward(plain.particles)
     best = int(torch.argmax(reward))

@@ -90,6 +90,13 @@ def test_kind_and_dim_are_passed_through(capsys):
     assert report["acceptance"] > 0.5  # pCNL at δ = 0.5
 
 
+def test_distilled_denoiser_is_passed_through(capsys):
+    assert main(["--method", "prior", "--denoiser", "distilled", "--nfe", "100", "--steps", "5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["denoiser"] == "distilled"
+    assert math.isclose(report["target_reward_mean"], figure1("flow").target_reward_mean, rel_tol=1e-12)
+
+
 def test_plain_output_without_json(capsys):
     assert main(["--method", "prior", "--nfe", "60", "--steps", "5"]) == 0
     out = capsys.readouterr().out

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from psi_core import SMCConfig, make_generator, run_smc
-from psi_core.families import ancestral_coefficients, start_map
+from psi_core.families import ancestral_coefficients, kernel_coefficients, start_map
 from psi_core.initial import InitialParticles
 from psi_core.lookahead import Lookahead
 from psi_core.smc import SMCState, smc_step
@@ -69,6 +69,14 @@ def comfy_noise_scaling(family, sigma, noise, latent, max_denoise):
     return sigma * noise + (1.0 - sigma) * latent
 
 
+def comfy_lcm_step(family, x, denoised, sigma_next, noise):
+    """One iteration of sample_lcm: the prediction, re-noised with noise_scaling (no max_denoise)."""
+    x = denoised
+    if sigma_next > 0:
+        x = comfy_noise_scaling(family, sigma_next, noise, x, max_denoise=False)
+    return x
+
+
 COMFY_STEP = {"eps": comfy_euler_ancestral_step, "flow": comfy_euler_ancestral_rf_step}
 PAIRS = {"eps": [(14.6, 10.0), (3.0, 2.2), (1.0, 0.5), (0.1, 0.03)],
          "flow": [(1.0, 0.95), (0.9, 0.6), (0.5, 0.45), (0.08, 0.01)]}
@@ -91,6 +99,23 @@ def test_mean_and_noise_scale_match_comfyui(family, eta):
         assert torch.allclose(coeff.mean(x, x0) + coeff.s * noise, with_noise, rtol=1e-12, atol=1e-12)
         if eta == 0:
             assert coeff.s == 0.0
+
+
+@pytest.mark.parametrize("family", ["eps", "flow"])
+def test_lcm_kernel_matches_comfyui(family):
+    g = make_generator(4)
+    x = torch.randn(5, 3, generator=g, dtype=torch.float64) * 3
+    x0 = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    noise = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    for sigma, sigma_next in PAIRS[family]:
+        coeff = kernel_coefficients("lcm", family, sigma, sigma_next, eta=0.3)  # η plays no part
+        assert torch.allclose(coeff.mean(x, x0) + coeff.s * noise, comfy_lcm_step(family, x, x0, sigma_next, noise),
+                              rtol=1e-12, atol=1e-12), (family, sigma, sigma_next)
+        assert coeff.s == sigma_next
+    with pytest.raises(ValueError, match="sigma_next"):
+        kernel_coefficients("lcm", family, 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="kernel.*'heun'"):
+        kernel_coefficients("heun", family, 1.0, 0.5, 1.0)
 
 
 def test_eps_noise_scale_is_sigma_up_in_closed_form():
@@ -153,11 +178,14 @@ def test_unguided_smc_step_is_the_comfyui_step_with_the_same_noise(family):
         assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel", ["ancestral", "lcm"])
 @pytest.mark.parametrize("family", ["eps", "flow"])
-def test_whole_unweighted_run_is_comfyuis_ancestral_sampler(family):
-    # prior particles + gradient-free SMC with no resampling = ComfyUI's full loop,
-    # fed the same noise in the same order (the start noise, then one draw per step)
-    problem = figure1(family, steps=10, dim=2)
+def test_whole_unweighted_run_is_comfyuis_sampler(family, kernel):
+    # prior particles + gradient-free SMC with no resampling = ComfyUI's full loop
+    # (euler_ancestral[_RF], or lcm with the distilled toy model), fed the same noise
+    # in the same order (the start noise, then one draw per step)
+    problem = figure1(family, steps=10, dim=2, denoiser="distilled" if kernel == "lcm" else "tweedie")
+    assert problem.kernel == kernel
     sigmas = problem.sigmas.tolist()
     k = 16
     g = make_generator(5)
@@ -166,7 +194,10 @@ def test_whole_unweighted_run_is_comfyuis_ancestral_sampler(family):
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         noise = torch.randn(x.shape, generator=g, dtype=torch.float32) if s_next > 0 else None
         denoised = problem.denoiser(x, torch.full((k,), s))
-        x = COMFY_STEP[family](x, denoised, s, s_next, 1.0, noise)
+        if kernel == "lcm":
+            x = comfy_lcm_step(family, x, denoised, s_next, noise)
+        else:
+            x = COMFY_STEP[family](x, denoised, s, s_next, 1.0, noise)
 
     generator = make_generator(5)
     start = problem.start()
@@ -174,6 +205,7 @@ def test_whole_unweighted_run_is_comfyuis_ancestral_sampler(family):
     initial = InitialParticles("prior", eps2, start(eps2), sigmas[0])
     lookahead = Lookahead(problem.denoiser, problem.reward, grad_batch_size=k)
     result = run_smc(initial, problem.sigmas, lookahead,
-                     SMCConfig(alpha=problem.alpha, gradient_free=True, ess_threshold=0.0, output="all"),
+                     SMCConfig(alpha=problem.alpha, kernel=kernel, gradient_free=True, ess_threshold=0.0,
+                               output="all"),
                      family, generator)
     assert torch.allclose(result.particles, x, rtol=1e-5, atol=1e-5)

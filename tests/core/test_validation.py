@@ -142,7 +142,7 @@ def test_lookahead_batch_sizes():
     ("alpha", 0.0), ("alpha", -1.0), ("alpha", math.nan), ("alpha", math.inf), ("alpha", -math.inf),
     ("ess_threshold", -0.1), ("ess_threshold", 1.5), ("ess_threshold", math.nan),
     ("resampling", "bogus"), ("output", "median"), ("initial_weights", "double"),
-    ("eta", 1.5), ("guidance", -1.0),
+    ("eta", 1.5), ("guidance", -1.0), ("kernel", "heun"),
 ])
 def test_smc_config_rejects_bad_values_before_any_model_call(field, value):
     with pytest.raises(ValueError) as excinfo:
