@@ -34,8 +34,6 @@ import platform
 import sys
 import tempfile
 import time
-import types
-import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,26 +101,13 @@ def build_image_reward(folder: Path):
     # the package's own ImageReward class (as tests/rewards/test_heldout_packages.py builds it), with
     # BLIP_Pretrain replaced by the real-size parts of BLIP's create_vit("large", 224) and text encoder
     # (BLIP_Pretrain's init_tokenizer would download bert-base-uncased)
-    root = Path(importlib.util.find_spec("ImageReward").submodule_search_locations[0])
-    for name, path in (("_ir_pkg", root), ("_ir_pkg.models", root / "models")):
-        module = types.ModuleType(name)
-        module.__path__ = [str(path)]
-        sys.modules[name] = module
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ir_module = importlib.import_module("_ir_pkg.ImageReward")
-    vit, med = import_image_reward_blip()
+    vit, med = import_image_reward_blip()  # refuses with the reason on a transformers it cannot run with
+    sys.path.insert(0, str(TESTS))
+    from rewards_testing import blip_stand_in, image_reward_package
 
-    class RealSizeBlip(torch.nn.Module):
-        def __init__(self, **kwargs):
-            super().__init__()
-            self.visual_encoder = vit.VisionTransformer(img_size=224, patch_size=16, embed_dim=1024, depth=24,
-                                                        num_heads=16)
-            config = med.BertConfig.from_json_file(str(folder / "med_config.json"))
-            config.encoder_width = 1024
-            self.text_encoder = med.BertModel(config=config, add_pooling_layer=False)
-
-    ir_module.BLIP_Pretrain = RealSizeBlip
+    ir_module = image_reward_package()[0]
+    ir_module.BLIP_Pretrain = blip_stand_in(vit, med, folder / "med_config.json", patch_size=16, embed_dim=1024,
+                                            depth=24, num_heads=16)
     package_model = ir_module.ImageReward(med_config=str(folder / "med_config.json"), device="cpu")
     info = {"vision_params_M": sum(p.numel() for p in package_model.blip.visual_encoder.parameters()) / 1e6}
     torch.save(package_model.state_dict(), folder / "ImageReward.pt")

@@ -8,6 +8,11 @@ Models are built under a forked, seeded RNG so the tests use no global randomnes
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
+import sys
+import types
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,6 +36,43 @@ def bert_vocab() -> dict[str, int]:
     tokens += [f"filler{i}" for i in range(1012 - len(tokens))]
     tokens += [".", ","] + [f"filler_b{i}" for i in range(1029 - 1014)] + ["?"] + _WORDS
     return {t: i for i, t in enumerate(tokens)}
+
+
+def image_reward_package() -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """(ImageReward, vit, med): image-reward's own scoring module and BLIP network modules,
+    loaded as the private package `_ir_pkg` without the package's `__init__` (which needs
+    diffusers, datasets, accelerate and openai clip for parts unrelated to scoring);
+    `sys.modules["ImageReward"]` is left alone. Needs image-reward installed."""
+    root = Path(importlib.util.find_spec("ImageReward").submodule_search_locations[0])
+    for name, path in (("_ir_pkg", root), ("_ir_pkg.models", root / "models")):
+        module = types.ModuleType(name)
+        module.__path__ = [str(path)]
+        sys.modules[name] = module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image_reward = importlib.import_module("_ir_pkg.ImageReward")
+    return (image_reward, importlib.import_module("_ir_pkg.models.BLIP.vit"),
+            importlib.import_module("_ir_pkg.models.BLIP.med"))
+
+
+def blip_stand_in(vit, med, med_config: Path, *, patch_size: int, embed_dim: int, depth: int, num_heads: int,
+                  tokenizer=None) -> type:
+    """A class to put in place of image-reward's BLIP_Pretrain, built from the package's own
+    ViT and BERT classes at the given size (BLIP_Pretrain's create_vit makes only ViT-B/L, and
+    its init_tokenizer downloads bert-base-uncased)."""
+
+    class BlipStandIn(torch.nn.Module):
+        def __init__(self, **kwargs):
+            super().__init__()
+            self.visual_encoder = vit.VisionTransformer(img_size=224, patch_size=patch_size, embed_dim=embed_dim,
+                                                        depth=depth, num_heads=num_heads)
+            config = med.BertConfig.from_json_file(str(med_config))
+            config.encoder_width = embed_dim
+            self.text_encoder = med.BertModel(config=config, add_pooling_layer=False)
+            if tokenizer is not None:
+                self.tokenizer = tokenizer
+
+    return BlipStandIn
 
 
 def make_bert_tokenizer():

@@ -98,11 +98,8 @@ def test_hpsv2_tiny_open_clip_matches_open_clip_scoring(tmp_path):
 
 
 IMAGE_REWARD_BODY = r"""
-import importlib
-import importlib.util
 import json
 import sys
-import types
 from pathlib import Path
 
 import torch
@@ -125,19 +122,10 @@ if version >= (4, 56):
     raise SystemExit(0)
 
 sys.path.insert(0, %(tests)r)
-from rewards_testing import bert_vocab
+from rewards_testing import bert_vocab, blip_stand_in, image_reward_package
 from PIL import Image
 
-# the package's own modules, imported without its __init__ (which needs diffusers, datasets,
-# accelerate and openai clip for parts unrelated to scoring)
-root = Path(importlib.util.find_spec("ImageReward").submodule_search_locations[0])
-for name, path in (("_ir_pkg", root), ("_ir_pkg.models", root / "models")):
-    module = types.ModuleType(name)
-    module.__path__ = [str(path)]
-    sys.modules[name] = module
-ir_module = importlib.import_module("_ir_pkg.ImageReward")
-vit = importlib.import_module("_ir_pkg.models.BLIP.vit")
-med = importlib.import_module("_ir_pkg.models.BLIP.med")
+ir_module, vit, med = image_reward_package()  # the package's own modules, without its __init__
 assert "ImageReward" not in sys.modules
 
 vocab = bert_vocab()
@@ -154,20 +142,9 @@ med_config = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.
               "add_cross_attention": True}
 (folder / "med_config.json").write_text(json.dumps(med_config))
 
-class TinyBlip(torch.nn.Module):
-    # stands in for BLIP_Pretrain, whose create_vit builds only ViT-B/L and whose
-    # init_tokenizer downloads bert-base-uncased; the parts are the package's classes
-    def __init__(self, **kwargs):
-        super().__init__()
-        self.visual_encoder = vit.VisionTransformer(img_size=224, patch_size=32, embed_dim=128, depth=2,
-                                                    num_heads=2)
-        config = med.BertConfig.from_json_file(str(folder / "med_config.json"))
-        config.encoder_width = 128
-        self.text_encoder = med.BertModel(config=config, add_pooling_layer=False)
-        self.tokenizer = tokenizer
-
 torch.manual_seed(0)
-ir_module.BLIP_Pretrain = TinyBlip
+ir_module.BLIP_Pretrain = blip_stand_in(vit, med, folder / "med_config.json", patch_size=32, embed_dim=128,
+                                        depth=2, num_heads=2, tokenizer=tokenizer)
 package_model = ir_module.ImageReward(med_config=str(folder / "med_config.json"), device="cpu").eval()
 with torch.no_grad():
     for p in package_model.mlp.parameters():
