@@ -140,8 +140,8 @@ def check_vae(vae) -> None:
 
 class VaeMeanEncoder:
     """images [B, 3, H, W] in [-1, 1] -> the VAE posterior mean [B, 4, H/8, W/8] (float32),
-    differentiable; loads the VAE with ComfyUI's model management and makes its weights
-    usable by autograd before a gradient pass."""
+    differentiable; loads the VAE with ComfyUI's model management where it is not loaded
+    and makes its weights usable by autograd before a gradient pass."""
 
     def __init__(self, vae):
         self.vae = vae
@@ -149,7 +149,10 @@ class VaeMeanEncoder:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         with torch.inference_mode(False):
-            model_management.load_models_gpu([vae.patcher])
+            # called on every look-ahead micro-batch: asking ComfyUI to load a loaded model
+            # re-runs its memory freeing (which may unload the diffusion model mid-pass)
+            if vae.patcher not in model_management.loaded_models():
+                model_management.load_models_gpu([vae.patcher])
             if torch.is_grad_enabled() and images.requires_grad:
                 for part in (vae.first_stage_model.encoder, getattr(vae.first_stage_model, "quant_conv", None)):
                     if part is not None:
