@@ -324,8 +324,9 @@ class PsiLayoutReward(io.ComfyNode):
         return validation_result(check, *detector, boxes, units, width, height, detector_size)
 
     @classmethod
-    def fingerprint_inputs(cls, grounding_dino_folder, groundingdino_checkpoint=None, **kwargs):
-        return models.fingerprint(folders=[grounding_dino_folder],
+    def fingerprint_inputs(cls, grounding_dino_folder, groundingdino_checkpoint=None, groundingdino_bert_folder=None,
+                           **kwargs):
+        return models.fingerprint(folders=[f for f in (grounding_dino_folder, groundingdino_bert_folder) if f],
                                   files=[groundingdino_checkpoint] if groundingdino_checkpoint else [])
 
     @classmethod
@@ -407,9 +408,10 @@ class PsiQuantityReward(io.ComfyNode):
 
     @classmethod
     def fingerprint_inputs(cls, grounding_dino_folder, t2icount_checkpoint=None, groundingdino_checkpoint=None,
-                           **kwargs):
+                           groundingdino_bert_folder=None, **kwargs):
         files = [f for f in (t2icount_checkpoint, groundingdino_checkpoint) if f]
-        return models.fingerprint(folders=[grounding_dino_folder], files=files)
+        return models.fingerprint(folders=[f for f in (grounding_dino_folder, groundingdino_bert_folder) if f],
+                                  files=files)
 
     @classmethod
     def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size,
@@ -422,10 +424,8 @@ class PsiQuantityReward(io.ComfyNode):
                 raise ValueError("backend t2icount needs the Stable Diffusion 1.5 VAE and CLIP: connect the vae and "
                                  "clip inputs (e.g. from Load Checkpoint with an SD1.5 checkpoint); missing: "
                                  + " and ".join(n for n, v in (("vae", vae), ("clip", clip)) if v is None))
-            path = models.resolve_file(t2icount_checkpoint, T2ICOUNT_SOURCE)
             t2icount_bridge.check_vae(vae)
-            unet, head = models.CACHE.get(("t2icount", models.signature(path)), lambda: models.outside_inference(
-                lambda: _load_t2icount(path)))
+            unet, head = models.t2icount(t2icount_checkpoint)
             return io.NodeOutput(t2icount_bridge.t2icount_reward(unet, head, vae, clip, objects, values))
         if backend not in QUANTITY_BACKENDS:
             raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
@@ -435,11 +435,6 @@ class PsiQuantityReward(io.ComfyNode):
             "quantity", objects=objects, counts=values, box_threshold=box_threshold, temperature=temperature,
             detector=detector))
         return io.NodeOutput(reward)
-
-
-def _load_t2icount(path):
-    models.LOG.info("psi: loading t2icount from %s", path)
-    return t2icount_bridge.load_t2icount_model(path)
 
 
 # --------------------------------------------------------------------------- held-out scorers

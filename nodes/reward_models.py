@@ -43,6 +43,8 @@ from ..rewards.heldout import PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE
 from ..rewards.loading import (RewardLoadError, RewardUnavailableError, WeightsSource, check_model_folder,
                                from_pretrained_local, import_optional, read_json)
 from ..rewards.preprocess import CLIP_MEAN, CLIP_STD
+from ..rewards.quantity import T2ICOUNT_SOURCE
+from . import t2icount_bridge
 from .host_bridge import clone_saved_activations
 
 LOG = logging.getLogger("psi_sampler")
@@ -303,8 +305,14 @@ def groundingdino_py(checkpoint: str, bert_folder: str, shortest_side: int = 0) 
     (cached per checkpoint, folder and input size)."""
     path = resolve_file(checkpoint, GROUNDINGDINO_PY_SOURCE)
     bert = resolve_folder(bert_folder, BERT_SOURCE)
-    return _cached("groundingdino-py", path, (str(bert), int(shortest_side or 0)),
+    return _cached("groundingdino-py", path, (signature(bert), int(shortest_side or 0)),
                    lambda: load_groundingdino_py(path, bert, shortest=int(shortest_side) or None))
+
+
+def t2icount(checkpoint: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(UNet, counting head) of T2ICount from file `checkpoint` (cached per file)."""
+    path = resolve_file(checkpoint, T2ICOUNT_SOURCE)
+    return _cached("t2icount", path, (), lambda: t2icount_bridge.load_t2icount_model(path))
 
 
 @dataclass(frozen=True)
