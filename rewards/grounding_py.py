@@ -163,6 +163,11 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
     model.load_state_dict(state, strict=True)
 
 
+def caption_of(phrases: tuple[str, ...]) -> str:
+    """The package's caption for `phrases`: "a . b ." (its tokens must equal the phrases' own)."""
+    return " . ".join(phrases) + " ."
+
+
 class GroundingDinoPy:
     """groundingdino-py's GroundingDINO + its tokenizer behind the PhraseDetector protocol.
 
@@ -185,7 +190,7 @@ class GroundingDinoPy:
 
     def caption(self, text: PhraseText) -> str:
         """The caption the package tokenises; ValueError where its tokens differ from `text`."""
-        caption = " . ".join(text.phrases) + " ."
+        caption = caption_of(text.phrases)
         ids = self.tokenizer(caption)["input_ids"]
         if list(ids) != text.input_ids[0].tolist():
             raise ValueError(
@@ -196,12 +201,12 @@ class GroundingDinoPy:
 
     def encode(self, phrases: tuple[str, ...]) -> PhraseText:
         text = tokenize_phrases(self.tokenizer, tuple(phrases), self.max_text_len)
-        self.caption(text)
+        self.caption(text)  # the check, once: detect runs every step with this text
         return text
 
     def detect(self, images: torch.Tensor, text: PhraseText) -> Detections:
-        """images [B, 3, H, W] in [0, 1] -> Detections for the phrases of `text`."""
-        caption = self.caption(text)
+        """images [B, 3, H, W] in [0, 1] -> Detections for the phrases of `text` (from `encode`)."""
+        caption = caption_of(text.phrases)
         pixels = to_model(
             detector_style(images.float(), self.shortest, self.longest, IMAGENET_MEAN, IMAGENET_STD), self.model
         )
@@ -226,13 +231,14 @@ def load_swint_ogc(
 ) -> GroundingDinoPy:
     """GroundingDinoPy from groundingdino_swint_ogc.pth and a local bert-base-uncased folder."""
     _, _, nested_tensor, _ = _package_modules()  # a broken install fails before any file is read
-    state = read_checkpoint(checkpoint)
-    model = build_swint_ogc(bert_folder, config_overrides)
-    least = min_shortest_side(int(model.num_queries))
+    num_queries = int(swint_ogc_args(Path(bert_folder), config_overrides).num_queries)
+    least = min_shortest_side(num_queries)
     if shortest is not None and shortest < least:
         raise ValueError(
-            f"shortest_side must be >= {least} for the groundingdino-py backend (its {model.num_queries} queries "
+            f"shortest_side must be >= {least} for the groundingdino-py backend (its {num_queries} queries "
             f"are the top encoder positions, and a smaller input has fewer); got {shortest}")
+    state = read_checkpoint(checkpoint)
+    model = build_swint_ogc(bert_folder, config_overrides)
     load_weights(model, state, checkpoint)
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

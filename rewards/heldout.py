@@ -412,7 +412,6 @@ def load_image_reward(checkpoint: str | Path, med_config: str | Path, prompt: st
     """
     vit, med = import_image_reward_blip()
     prompt = prompt_text(prompt)
-    state = load_state_dict(checkpoint, IMAGE_REWARD_SOURCE)
     config_data = read_json(med_config)
     if config_data is None:
         raise RewardLoadError(IMAGE_REWARD_SOURCE.message(
@@ -420,6 +419,7 @@ def load_image_reward(checkpoint: str | Path, med_config: str | Path, prompt: st
     folder = Path(tokenizer_folder) if tokenizer_folder is not None else Path(med_config).parent
     if not ((folder / "vocab.txt").is_file() or (folder / "tokenizer.json").is_file()):
         raise RewardLoadError(IMAGE_REWARD_TOKENIZER_SOURCE.message("no vocab.txt or tokenizer.json", folder))
+    state = load_state_dict(checkpoint, IMAGE_REWARD_SOURCE)  # ~1.7 GB: after the cheap checks
 
     geometry = _vit_geometry(state, checkpoint)
     visual = vit.VisionTransformer(**geometry)

@@ -295,8 +295,8 @@ def read_t2icount_checkpoint(path: str | Path) -> T2ICountCheckpoint:
     `vae.*` encoder and `clip.*` text encoder, which are skipped (the host's are used).
     The head loads strictly after a key-and-shape check; the UNet is loaded by the host.
     """
-    path = check_t2icount_file(path)
-    state = load_state_dict(path, T2ICOUNT_SOURCE)
+    path = Path(path)
+    state = load_state_dict(path, T2ICOUNT_SOURCE)  # raises check_t2icount_file's error for a missing file
     unet = {k[len(UNET_PREFIX):]: v for k, v in state.items() if k.startswith(UNET_PREFIX)}
     head_state = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
     skipped = sum(1 for k in state if k.startswith(FROZEN_PREFIXES))
