@@ -119,7 +119,11 @@ class ComfyServer:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
         command = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--extra-model-paths-config", str(config), "--base-directory", str(base),
-                   "--disable-auto-launch", "--preview-method", "latent2rgb"]
+                   "--disable-auto-launch", "--preview-method", "latent2rgb",
+                   # its own database (0.33 locks a SQLite file under the ComfyUI folder, so servers side
+                   # by side would fight over it) and the classic cache the tests assume (0.33 defaults
+                   # to the RAM-pressure cache); both flags exist from 0.3.64 on
+                   "--database-url", "sqlite:///:memory:", "--cache-classic"]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env)
 

@@ -1,6 +1,7 @@
 """Queue one prompt on a ComfyUI server and record its websocket events (host tests).
 
-Run with the host's python (it has `websocket-client`); the project's test venv
+Run with the host's python: the websocket is driven with aiohttp, which every
+ComfyUI ships (no client library the host would not have); the project's test venv
 has no ComfyUI dependencies. Prints one JSON object:
 
     {"prompt_id", "node_errors", "error", "events": [{"type", "data", "t"}],
@@ -12,13 +13,14 @@ Usage: python ws_driver.py HOST:PORT PROMPT_JSON_FILE [--interrupt-after TYPE:N]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 import urllib.error
 import urllib.request
 import uuid
 
-import websocket
+import aiohttp
 
 END_TYPES = ("execution_error", "execution_interrupted", "execution_success")
 
@@ -44,42 +46,52 @@ def main() -> None:
     with open(options.prompt_file) as f:
         prompt = json.load(f)
 
+    print(json.dumps(asyncio.run(drive(options.host, prompt, options.interrupt_after, options.timeout))))
+
+
+async def drive(host: str, prompt: dict, interrupt_after: str | None, timeout: float) -> dict:
+    """Open the websocket, queue `prompt`, record its events until it ends (or `timeout` s)."""
     client_id = str(uuid.uuid4())
-    ws = websocket.create_connection(f"ws://{options.host}/ws?clientId={client_id}", timeout=options.timeout)
-    status, reply = post(f"http://{options.host}/prompt", {"prompt": prompt, "client_id": client_id})
-    result = {"prompt_id": reply.get("prompt_id"), "node_errors": reply.get("node_errors"), "error": reply.get("error"),
-              "status": status, "events": [], "interrupt_sent_at": None, "finished": False}
-    if status != 200 or not result["prompt_id"]:
-        print(json.dumps(result))
-        return
-    trigger_type, trigger_count = (None, 0)
-    if options.interrupt_after:
-        trigger_type, count = options.interrupt_after.split(":")
-        trigger_count = int(count)
-    start = time.time()
-    seen = 0
-    while time.time() - start < options.timeout:
-        message = ws.recv()
-        if not isinstance(message, str):
-            continue  # binary previews
-        event = json.loads(message)
-        data = event.get("data") or {}
-        if data.get("prompt_id") not in (None, result["prompt_id"]):
-            continue
-        result["events"].append({"type": event["type"], "data": data, "t": time.time() - start})
-        if event["type"] == trigger_type:
-            seen += 1
-            if seen == trigger_count and result["interrupt_sent_at"] is None:
-                post(f"http://{options.host}/interrupt", {})
-                result["interrupt_sent_at"] = len(result["events"]) - 1
-        if event["type"] in END_TYPES:
-            result["finished"] = True
-            break
-        if event["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == result["prompt_id"]:
-            result["finished"] = True
-            break
-    ws.close()
-    print(json.dumps(result))
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(f"ws://{host}/ws?clientId={client_id}", max_msg_size=0) as ws:
+        loop = asyncio.get_running_loop()
+        status, reply = await loop.run_in_executor(
+            None, post, f"http://{host}/prompt", {"prompt": prompt, "client_id": client_id})
+        result = {"prompt_id": reply.get("prompt_id"), "node_errors": reply.get("node_errors"),
+                  "error": reply.get("error"), "status": status, "events": [], "interrupt_sent_at": None,
+                  "finished": False}
+        if status != 200 or not result["prompt_id"]:
+            return result
+        trigger_type, trigger_count = (None, 0)
+        if interrupt_after:
+            trigger_type, count = interrupt_after.split(":")
+            trigger_count = int(count)
+        start = time.time()
+        seen = 0
+        while (left := timeout - (time.time() - start)) > 0:
+            try:
+                message = await ws.receive(timeout=left)
+            except asyncio.TimeoutError:
+                break
+            if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                break
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue  # binary previews
+            event = json.loads(message.data)
+            data = event.get("data") or {}
+            if data.get("prompt_id") not in (None, result["prompt_id"]):
+                continue
+            result["events"].append({"type": event["type"], "data": data, "t": time.time() - start})
+            if event["type"] == trigger_type:
+                seen += 1
+                if seen == trigger_count and result["interrupt_sent_at"] is None:
+                    await loop.run_in_executor(None, post, f"http://{host}/interrupt", {})
+                    result["interrupt_sent_at"] = len(result["events"]) - 1
+            if event["type"] in END_TYPES or (event["type"] == "executing" and data.get("node") is None
+                                               and data.get("prompt_id") == result["prompt_id"]):
+                result["finished"] = True
+                break
+        return result
 
 
 if __name__ == "__main__":
