@@ -1,10 +1,105 @@
 #!/usr/bin/env bash
 # README command two: install into .venv and run the whole test suite.
-# Host tests run against a real ComfyUI when COMFYUI_PATH points at one (its own
-# virtual environment at $COMFYUI_PATH/.venv, or COMFYUI_PYTHON); otherwise they
-# are skipped with one loud line.
+#
+# Usage: bash scripts/test.sh [--hosts all|none|VERSION[,VERSION]] [pytest arguments]
+#
+# tests/core, tests/rewards and tests/visualizer run once; tests/host, tests/frontend and
+# tests/workflows run against each real ComfyUI host:
+#   all (default)   every version in ../shared/hosts, each built by scripts/host.sh into a cache
+#                   outside the repository (reused when intact);
+#   VERSION,...     those versions only (e.g. --hosts 0.33.0 for a quick run);
+#   none            no host: the host suites are skipped with one loud line.
+# With COMFYUI_PATH set (and no --hosts), the host suites run against that ComfyUI alone
+# (COMFYUI_PYTHON names its python, default $COMFYUI_PATH/.venv/bin/python).
+# Test paths among the pytest arguments pick suites: each part runs the paths that belong to it.
+# The optional reward backends' interpreters are built by scripts/side_env.sh unless PSI_EXTRAS_PYTHON,
+# PSI_GDINO_PY_PYTHON or PSI_T2ICOUNT_PYTHON name them already (not with --hosts none).
+# The frontend tests need Debian's chromium; as root with apt-get it is installed when missing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+shared="${PSI_SHARED:-$here/../shared}"
+hosts_spec=""
+if [ "${1:-}" = "--hosts" ]; then
+  hosts_spec="${2:?--hosts needs all, none or VERSION[,VERSION]}"
+  shift 2
+fi
 source "$here/scripts/venv.sh" test
 cd "$here"
-exec "$PSI_PYTHON" -m pytest -q -ra "$@" tests
+
+host_suites=(tests/host tests/frontend tests/workflows)
+pure_suites=(tests/core tests/rewards tests/visualizer)
+options=() pure_paths=() host_paths=()
+for arg in "$@"; do
+  case "$arg" in
+    tests/host*|tests/frontend*|tests/workflows*) host_paths+=("$arg") ;;
+    tests/*) pure_paths+=("$arg") ;;
+    *) options+=("$arg") ;;
+  esac
+done
+if [ "${#pure_paths[@]}" -eq 0 ] && [ "${#host_paths[@]}" -eq 0 ]; then
+  pure_paths=("${pure_suites[@]}") host_paths=("${host_suites[@]}")
+fi
+
+# --- which hosts
+declare -a host_names=() host_roots=() host_pythons=()
+add_host() { host_names+=("$1"); host_roots+=("$2"); host_pythons+=("$3"); }
+if [ -z "$hosts_spec" ] && [ -n "${COMFYUI_PATH:-}" ]; then
+  add_host "COMFYUI_PATH" "$COMFYUI_PATH" "${COMFYUI_PYTHON:-$COMFYUI_PATH/.venv/bin/python}"
+else
+  hosts_spec="${hosts_spec:-all}"
+  versions=()
+  if [ "$hosts_spec" = "all" ]; then
+    for archive in "$shared"/hosts/comfyui-*.tar.gz; do
+      [ -f "$archive" ] || continue
+      name="$(basename "$archive" .tar.gz)"
+      versions+=("${name#comfyui-}")
+    done
+  elif [ "$hosts_spec" != "none" ]; then
+    IFS=, read -r -a versions <<< "$hosts_spec"
+  fi
+  if [ "${#host_paths[@]}" -gt 0 ]; then
+    for version in "${versions[@]+"${versions[@]}"}"; do
+      root="$(bash "$here/scripts/host.sh" "$version" | tail -n 1)"
+      add_host "$version" "$root" "$root/.venv/bin/python"
+    done
+  fi
+fi
+
+# --- what the host and optional-backend tests need besides the hosts
+if [ "${#host_names[@]}" -gt 0 ] && ! command -v chromium >/dev/null && [ -z "${PSI_CHROMIUM:-}" ] \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's chromium for the frontend tests" >&2
+  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null
+fi
+if [ "$hosts_spec" != "none" ] && [ "${#pure_paths[@]}" -gt 0 ]; then
+  [ -n "${PSI_EXTRAS_PYTHON:-}" ] || export PSI_EXTRAS_PYTHON="$(bash "$here/scripts/side_env.sh" extras | tail -n 1)"
+  [ -n "${PSI_GDINO_PY_PYTHON:-}" ] || export PSI_GDINO_PY_PYTHON="$(bash "$here/scripts/side_env.sh" gdino | tail -n 1)"
+  if [ -z "${PSI_T2ICOUNT_PYTHON:-}" ] && [ -d "$shared/reference/T2ICount" ]; then
+    export PSI_T2ICOUNT_PYTHON="$(bash "$here/scripts/side_env.sh" t2icount | tail -n 1)"
+    export PSI_T2ICOUNT_CODE="${PSI_T2ICOUNT_CODE:-$(cd "$shared/reference/T2ICount" && pwd)}"
+  fi
+fi
+
+# --- run: each part writes a JUnit report; a summary per part and in all closes the run
+reports="$(mktemp -d)"
+trap 'rm -rf "$reports"' EXIT
+status=0
+run_part() {  # NAME PYTEST_ARGS...: fails when pytest fails (exit 5, nothing collected, is no failure)
+  local name="$1" rc=0
+  shift
+  echo "=== $name" >&2
+  "$PSI_PYTHON" -m pytest -q -ra --junitxml="$reports/$name.xml" "$@" "${options[@]+"${options[@]}"}" || rc=$?
+  [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]
+}
+if [ "${#pure_paths[@]}" -gt 0 ]; then
+  run_part "core+rewards+visualizer" "${pure_paths[@]}" || status=1
+fi
+if [ "${#host_paths[@]}" -gt 0 ] && [ "${#host_names[@]}" -eq 0 ]; then
+  COMFYUI_PATH="" run_part "host-suites-without-a-host" "${host_paths[@]}" || status=1
+fi
+for i in "${!host_names[@]}"; do
+  COMFYUI_PATH="${host_roots[$i]}" COMFYUI_PYTHON="${host_pythons[$i]}" \
+    run_part "ComfyUI-${host_names[$i]}" "${host_paths[@]}" || status=1
+done
+"$PSI_PYTHON" "$here/scripts/junit_summary.py" "$reports"/*.xml || status=1
+exit "$status"

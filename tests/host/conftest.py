@@ -75,6 +75,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(skip_line(reason), red=True, bold=True)
 
 
+def _end_with_parent() -> None:
+    """In the server's process before exec: Linux ends it when the test process dies, so a killed or
+    timed-out test run leaves no server behind (elsewhere nothing is done)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -125,7 +135,8 @@ class ComfyServer:
                    # to the RAM-pressure cache); both flags exist from 0.3.64 on
                    "--database-url", "sqlite:///:memory:", "--cache-classic"]
         with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            preexec_fn=_end_with_parent)
 
     def wait_ready(self) -> None:
         """Wait until the server answers (custom nodes load before it serves), then check

@@ -1,6 +1,7 @@
 """The shipped workflows against a real ComfyUI and its real frontend.
 
-- every workflows/*.json is what make_workflows.py builds from the live node schemas, and has a thumbnail;
+- every workflows/*.json means what make_workflows.py builds from this host's node schemas (node types, widget
+  values, links: what a host version adds to its output nodes aside), and has a thumbnail;
 - the server offers them as templates (with thumbnails);
 - each loads in the frontend (headless Chromium) with no missing node types, every widget holding the value
   the file gives it, and the frontend's own graphToPrompt equals this folder's UI -> API converter;
@@ -19,9 +20,9 @@ import json
 import urllib.parse
 
 import pytest
-from make_workflows import (MODEL_INPUTS, WORKFLOW_BUILDERS, WORKFLOWS, ZERO_DOWNLOAD_STEM, build_all,
-                            workflow_text)
+from make_workflows import MODEL_INPUTS, WORKFLOW_BUILDERS, WORKFLOWS, ZERO_DOWNLOAD_STEM, build_all
 from workflow_convert import FRONTEND_ONLY, to_api, widget_values
+from workflow_testing import essentials
 
 STEMS = list(WORKFLOW_BUILDERS)
 PSI_NODES = {"PsiInitialSampler", "PsiSMCSampler", "PsiParticleVisualizer"}
@@ -64,9 +65,10 @@ def test_workflows_use_only_pack_and_core_nodes_and_explain_model_files(workflow
                 assert "models/" in node.get("title", ""), f"{stem}: {node['type']} title names no model folder"
 
 
-def test_files_equal_what_make_workflows_builds_from_the_live_schemas(object_info):
+def test_files_mean_what_make_workflows_builds_from_the_live_schemas(object_info, workflows):
+    """Node types, widget values and links equal what this host's schemas build (see `essentials`)."""
     stale = [stem for stem, (workflow, _) in build_all(object_info).items()
-             if (WORKFLOWS / f"{stem}.json").read_text(encoding="utf-8") != workflow_text(workflow)]
+             if essentials(workflows[stem]) != essentials(workflow)]
     assert not stale, f"node schemas changed: run tests/workflows/make_workflows.py to rebuild {stale}"
 
 

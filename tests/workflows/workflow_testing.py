@@ -22,6 +22,23 @@ def frontend_harness():
     return module
 
 
+def essentials(workflow: dict) -> dict:
+    """What a workflow means, apart from what a host version adds or where nodes sit: node types, titles
+    and widget values; each input's name, type and link; the outputs that feed a link; the links.
+    (A newer host can add outputs to its nodes — ComfyUI 0.33's SaveImage/PreviewImage gained an IMAGE
+    output — which changes nothing a workflow connects, but the sizes the builder estimates.)"""
+    nodes = {}
+    for node in workflow["nodes"]:
+        nodes[node["id"]] = {
+            "type": node["type"], "title": node.get("title"), "mode": node.get("mode", 0),
+            "widgets_values": node.get("widgets_values"),
+            "inputs": [(i["name"], i["type"], i.get("link")) for i in node.get("inputs", [])],
+            "outputs": [(o["name"], o["type"], sorted(o["links"])) for o in node.get("outputs", []) if o.get("links")],
+        }
+    return {"nodes": nodes, "links": sorted(tuple(link) for link in workflow["links"]),
+            "groups": sorted((g["title"], g["color"]) for g in workflow.get("groups", []))}
+
+
 def load_workflows() -> dict[str, dict]:
     return {stem: json.loads((WORKFLOWS / f"{stem}.json").read_text(encoding="utf-8")) for stem in WORKFLOW_BUILDERS}
 

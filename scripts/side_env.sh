@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build (or reuse) an interpreter of its own for an optional reward backend whose packages cannot live
+# in the project's test environment (which has transformers >= 5 and no torchvision). Built from the
+# package registry into a cache folder outside the repository (see cached_env.sh).
+#
+# Usage: bash scripts/side_env.sh NAME      prints the interpreter's path on its last line
+#   extras    torchvision, open_clip_torch (HPSv2) and image-reward 1.5 with transformers <= 4.55
+#             (image-reward pins timm 0.6.13, open_clip needs timm >= 1: it is installed without its
+#             pins; only its scoring modules are imported);
+#   gdino     groundingdino-py 0.4.0 with transformers < 5;
+#   t2icount  einops, to run the T2ICount authors' classes as a test oracle.
+# The registry's torchvision is a CUDA build: host_patches.py guards it, as in the test hosts.
+set -euo pipefail
+name="${1:?usage: scripts/side_env.sh extras|gdino|t2icount}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$here/scripts/cached_env.sh"
+torch_spec="${PSI_HOST_TORCH:-torch==2.13.0}"
+base=(numpy pillow "safetensors>=0.4" pytest)
+case "$name" in
+  extras)   packages=(torchvision open_clip_torch "transformers>=4.46,<=4.55" fairscale==0.4.13 huggingface-hub)
+            unpinned=(image-reward==1.5) ;;
+  gdino)    packages=(groundingdino-py==0.4.0 "transformers>=4.46,<5"); unpinned=() ;;
+  t2icount) packages=(einops); unpinned=() ;;
+  *) echo "unknown side environment '$name' (extras, gdino, t2icount)" >&2; exit 2 ;;
+esac
+dir="$(psi_cache_root)/side/$name"
+stamp="$(psi_recipe "${BASH_SOURCE[0]}" "$here/scripts/cached_env.sh" "$here/scripts/host_patches.py") $torch_spec"
+if psi_env_ready "$dir" "$stamp"; then
+  echo "$dir/.venv/bin/python"
+  exit 0
+fi
+echo "building the '$name' side interpreter in $dir (1-3 minutes)" >&2
+rm -rf "$dir"
+mkdir -p "$dir"
+psi_new_venv "$dir" "$torch_spec"
+psi_pip "$dir" "${base[@]}" "${packages[@]}"
+if [ "${#unpinned[@]}" -gt 0 ]; then
+  psi_pip "$dir" --no-deps "${unpinned[@]}"
+fi
+"$dir/.venv/bin/python" "$here/scripts/host_patches.py"
+echo "$stamp" > "$dir/.psi-stamp"
+echo "$dir/.venv/bin/python"
