@@ -8,7 +8,11 @@
 #             (image-reward pins timm 0.6.13, open_clip needs timm >= 1: it is installed without its
 #             pins; only its scoring modules are imported);
 #   gdino     groundingdino-py 0.4.0 with transformers < 5;
-#   t2icount  einops, to run the T2ICount authors' classes as a test oracle.
+#   t2icount  einops, to run the T2ICount authors' classes as a test oracle;
+#   host-optional  not an interpreter but a folder of packages for a test host's PYTHONPATH: the pack's
+#             documented optional extra for HPSv2 (open_clip_torch, with timm, ftfy, wcwidth; pure Python,
+#             nothing else the host has is replaced), so the host itself stays as ComfyUI installs it.
+#             Prints the folder.
 # The registry's torchvision is a CUDA build: host_patches.py guards it, as in the test hosts.
 set -euo pipefail
 name="${1:?usage: scripts/side_env.sh extras|gdino|t2icount}"
@@ -21,10 +25,23 @@ case "$name" in
             unpinned=(image-reward==1.5) ;;
   gdino)    packages=(groundingdino-py==0.4.0 "transformers>=4.46,<5"); unpinned=() ;;
   t2icount) packages=(einops); unpinned=() ;;
-  *) echo "unknown side environment '$name' (extras, gdino, t2icount)" >&2; exit 2 ;;
+  host-optional) packages=(open_clip_torch timm ftfy wcwidth); unpinned=() ;;
+  *) echo "unknown side environment '$name' (extras, gdino, t2icount, host-optional)" >&2; exit 2 ;;
 esac
 dir="$(psi_cache_root)/side/$name"
-stamp="$(psi_recipe "${BASH_SOURCE[0]}" "$here/scripts/cached_env.sh" "$here/scripts/host_patches.py") $torch_spec"
+# this environment's own recipe: another one's change does not rebuild it
+stamp="$(printf '%s\n' "$name" "${base[@]}" "${packages[@]}" "${unpinned[@]+"${unpinned[@]}"}" \
+  | cat - "$here/scripts/cached_env.sh" "$here/scripts/host_patches.py" | sha256sum | cut -c1-16) $torch_spec"
+if [ "$name" = host-optional ]; then
+  if [ "$(cat "$dir/.psi-stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    "${PYTHON:-python3}" -m pip -q --disable-pip-version-check install --no-deps --target "$dir/site" "${packages[@]}"
+    echo "$stamp" > "$dir/.psi-stamp"
+  fi
+  echo "$dir/site"
+  exit 0
+fi
 if psi_env_ready "$dir" "$stamp"; then
   echo "$dir/.venv/bin/python"
   exit 0

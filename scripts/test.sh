@@ -13,7 +13,8 @@
 # (COMFYUI_PYTHON names its python, default $COMFYUI_PATH/.venv/bin/python).
 # Test paths among the pytest arguments pick suites: each part runs the paths that belong to it.
 # The optional reward backends' interpreters are built by scripts/side_env.sh unless PSI_EXTRAS_PYTHON,
-# PSI_GDINO_PY_PYTHON or PSI_T2ICOUNT_PYTHON name them already (not with --hosts none).
+# PSI_GDINO_PY_PYTHON or PSI_T2ICOUNT_PYTHON name them already (not with --hosts none); the hosts get
+# the pack's optional HPSv2 extra on their PYTHONPATH from PSI_HOST_OPTIONAL (built the same way).
 # The frontend tests need Debian's chromium; as root with apt-get it is installed when missing.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,12 +72,17 @@ if [ "${#host_names[@]}" -gt 0 ] && ! command -v chromium >/dev/null && [ -z "${
   echo "installing Debian's chromium for the frontend tests" >&2
   (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >/dev/null
 fi
+if [ "${#host_names[@]}" -gt 0 ]; then
+  [ -n "${PSI_HOST_OPTIONAL:-}" ] || export PSI_HOST_OPTIONAL="$(bash "$here/scripts/side_env.sh" host-optional | tail -n 1)"
+fi
+if [ -z "${PSI_T2ICOUNT_CODE:-}" ] && [ -d "$shared/reference/T2ICount" ]; then
+  export PSI_T2ICOUNT_CODE="$(cd "$shared/reference/T2ICount" && pwd)"
+fi
 if [ "$hosts_spec" != "none" ] && [ "${#pure_paths[@]}" -gt 0 ]; then
   [ -n "${PSI_EXTRAS_PYTHON:-}" ] || export PSI_EXTRAS_PYTHON="$(bash "$here/scripts/side_env.sh" extras | tail -n 1)"
   [ -n "${PSI_GDINO_PY_PYTHON:-}" ] || export PSI_GDINO_PY_PYTHON="$(bash "$here/scripts/side_env.sh" gdino | tail -n 1)"
-  if [ -z "${PSI_T2ICOUNT_PYTHON:-}" ] && [ -d "$shared/reference/T2ICount" ]; then
+  if [ -z "${PSI_T2ICOUNT_PYTHON:-}" ] && [ -n "${PSI_T2ICOUNT_CODE:-}" ]; then
     export PSI_T2ICOUNT_PYTHON="$(bash "$here/scripts/side_env.sh" t2icount | tail -n 1)"
-    export PSI_T2ICOUNT_CODE="${PSI_T2ICOUNT_CODE:-$(cd "$shared/reference/T2ICount" && pwd)}"
   fi
 fi
 

@@ -50,6 +50,13 @@ def host_location() -> tuple[Path | None, Path | None, str | None]:
     return root_path, python, None
 
 
+def optional_packages() -> Path | None:
+    """A folder of the pack's optional extras for the host's PYTHONPATH (`PSI_HOST_OPTIONAL`, built by
+    scripts/side_env.sh host-optional), so the host's own environment stays as ComfyUI installs it."""
+    value = os.environ.get("PSI_HOST_OPTIONAL")
+    return Path(value) if value and Path(value).is_dir() else None
+
+
 def skip_line(reason: str) -> str:
     return (f"HOST TESTS SKIPPED ({reason}): set COMFYUI_PATH to a ComfyUI checkout and COMFYUI_PYTHON to its "
             "python (default $COMFYUI_PATH/.venv/bin/python) to run tests/host")
@@ -103,6 +110,8 @@ class ComfyServer:
 
     #: packs loaded beside the pack and the fixture pack ({folder name: path}); subclasses add theirs
     extra_packs: dict[str, Path] = {}
+    #: a folder put on the server's PYTHONPATH (optional extras a user may install), or None
+    python_path: Path | None = None
     #: node ids that must be registered once the server answers
     required_nodes: tuple[str, ...] = ("PsiInitialSampler", "PsiTestTinyModel")
 
@@ -127,6 +136,8 @@ class ComfyServer:
         folders = "".join(f"  {kind}: {path}\n" for kind, path in self.model_paths().items())
         config.write_text(f"psi_host_tests:\n  custom_nodes: {packs}\n{folders}")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        if self.python_path is not None:
+            env["PYTHONPATH"] = str(self.python_path)
         command = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                    "--extra-model-paths-config", str(config), "--base-directory", str(base),
                    "--disable-auto-launch", "--preview-method", "latent2rgb",

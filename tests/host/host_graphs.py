@@ -6,6 +6,7 @@ Tiny settings keep every run to seconds on a CPU: 64×64 images (8×8 latents),
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -149,10 +150,17 @@ def gradient_free(family: str, seed: int = 8) -> tuple[dict, dict]:
     return g.nodes, {"smc": smc}
 
 
-def host_has(python: Path, module: str) -> bool:
-    """Whether `module` is importable in the host's python (checked there, not imported)."""
+def host_env(python_path: Path | None = None) -> dict[str, str]:
+    """The environment for a script run in the host's python, with the server's PYTHONPATH."""
+    return {**os.environ, "PYTHONPATH": str(python_path or "")}
+
+
+def host_has(python: Path, module: str, python_path: Path | None = None) -> bool:
+    """Whether `module` is importable in the host's python, with `python_path` on its PYTHONPATH
+    as the server has it (checked there, not imported)."""
     code = f"import importlib.util as u; print(u.find_spec({module!r}) is not None)"
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60,
+                          env=host_env(python_path))
     assert done.returncode == 0, done.stderr
     return done.stdout.strip() == "True"
 

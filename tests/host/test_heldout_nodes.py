@@ -45,9 +45,10 @@ VIT_H_14_KEYS = {"embed_dim": None, "vision_cfg": {"image_size", "layers", "widt
 host = graphs.host_conftest()
 
 
-def host_tiny_open_clip(python: Path, *args: str) -> dict:
-    """Run tiny_open_clip.py in the host's python (where open_clip is); its JSON line."""
-    done = subprocess.run([str(python), str(TINY_OPEN_CLIP), *args], capture_output=True, text=True, timeout=300)
+def host_tiny_open_clip(server: "HeldoutServer", *args: str) -> dict:
+    """Run tiny_open_clip.py in the server's python and PYTHONPATH (where open_clip is); its JSON line."""
+    done = subprocess.run([str(server.python), str(TINY_OPEN_CLIP), *args], capture_output=True, text=True,
+                          timeout=300, env=graphs.host_env(server.python_path))
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -65,8 +66,9 @@ class HeldoutServer(host.ComfyServer):
     def __init__(self, root: Path, python: Path, work: Path):
         super().__init__(root, python, work)
         self.models = work / "psi_rewards"
-        self.open_clip = graphs.host_has(python, "open_clip")
-        self.image_reward = graphs.host_has(python, "ImageReward")
+        self.python_path = host.optional_packages()
+        self.open_clip = graphs.host_has(python, "open_clip", self.python_path)
+        self.image_reward = graphs.host_has(python, "ImageReward", self.python_path)
 
     def model_paths(self) -> dict[str, Path]:
         return {"psi_rewards": self.models}  # ComfyUI lists model files live: filled while the host boots
@@ -74,7 +76,7 @@ class HeldoutServer(host.ComfyServer):
     def fill_models(self) -> None:
         self.models.mkdir(parents=True)
         if self.open_clip:
-            out = host_tiny_open_clip(self.python, "save", str(self.models / HPS_FILE), "0")
+            out = host_tiny_open_clip(self, "save", str(self.models / HPS_FILE), "0")
             # a whole open_clip CLIP as HPS v2 stores it: both towers, their projections, logit_scale
             assert {"visual.proj", "visual.conv1.weight", "token_embedding.weight", "text_projection",
                     "logit_scale"} <= set(out["keys"]), out
@@ -85,8 +87,8 @@ class HeldoutServer(host.ComfyServer):
     def require_open_clip(self) -> None:
         if not self.open_clip:
             pytest.skip(f"HPSv2 HOST TESTS SKIPPED: open_clip is not importable in the host python {self.python}; "
-                        "run `pip install open_clip_torch` in the host venv (it adds open_clip_torch, timm, ftfy "
-                        "and wcwidth and changes no installed package) to run them")
+                        "set PSI_HOST_OPTIONAL to a folder with open_clip_torch, timm, ftfy and wcwidth "
+                        "(scripts/side_env.sh host-optional; scripts/test.sh does it) to run them")
 
     def output_file(self, image: dict) -> Path:
         return self.work / "base" / image["type"] / image.get("subfolder", "") / image["filename"]
@@ -177,7 +179,7 @@ def test_hpsv2_steers_smc_and_scores_like_open_clip(server):
     # the PNG's 8-bit rounding of the decoded images
     files = [server.output_file(image) for image in outputs[ids["save"]]["images"]]
     assert len(files) == len(scores) and all(f.is_file() for f in files), files
-    reference = host_tiny_open_clip(server.python, "score", str(server.models / HPS_FILE), PROMPT,
+    reference = host_tiny_open_clip(server, "score", str(server.models / HPS_FILE), PROMPT,
                                     *map(str, files))["scores"]
     print(f"node {scores} · open_clip {reference}")
     assert scores == pytest.approx(reference, abs=2e-3)
