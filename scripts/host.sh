@@ -13,6 +13,7 @@
 #   that fail with CPU torch;
 # Nothing the tests need beyond what the host installs is added (the websocket is driven with aiohttp).
 set -euo pipefail
+{  # read whole before running: editing this file during a run cannot change the run
 version="${1:?usage: scripts/host.sh VERSION}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/cached_env.sh"
@@ -38,6 +39,9 @@ mkdir -p "$cache"
 tar -xzf "$archive" -C "$cache"
 psi_new_venv "$host" "$torch_spec"
 psi_pip "$host" -r "$host/requirements.txt"
+# 0.3.64's server imports requests without listing it: it came with transformers 4's hub client, and
+# transformers 5's does not bring it
+"$host/.venv/bin/python" -c "import requests" 2>/dev/null || psi_pip "$host" requests
 "$host/.venv/bin/python" "$here/scripts/host_patches.py"
 # the host must import its own modules as main.py does before it counts as built
 (cd "$host" && "$host/.venv/bin/python" - <<'PY'
@@ -48,7 +52,9 @@ comfy.options.enable_args_parsing()
 import utils.extra_config  # noqa: F401  (main.py imports it before nodes)
 import nodes  # noqa: F401
 import comfy.sd  # noqa: F401
+import server  # noqa: F401  (what main.py serves with)
 PY
 )
 echo "$stamp" > "$host/.psi-stamp"
 echo "$host"
+}

@@ -15,6 +15,7 @@
 #             Prints the folder.
 # The registry's torchvision is a CUDA build: host_patches.py guards it, as in the test hosts.
 set -euo pipefail
+{  # read whole before running: editing this file during a run cannot change the run
 name="${1:?usage: scripts/side_env.sh extras|gdino|t2icount}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/cached_env.sh"
@@ -57,3 +58,4 @@ fi
 "$dir/.venv/bin/python" "$here/scripts/host_patches.py"
 echo "$stamp" > "$dir/.psi-stamp"
 echo "$dir/.venv/bin/python"
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README command two: install into .venv and run the whole test suite.
 #
-# Usage: bash scripts/test.sh [--hosts all|none|VERSION[,VERSION]] [pytest arguments]
+# Usage: bash scripts/test.sh [--hosts all|none|VERSION[,VERSION]] [--jobs N] [pytest arguments]
 #
 # tests/core, tests/rewards and tests/visualizer run once; tests/host, tests/frontend and
 # tests/workflows run against each real ComfyUI host:
@@ -17,13 +17,17 @@
 # the pack's optional HPSv2 extra on their PYTHONPATH from PSI_HOST_OPTIONAL (built the same way).
 # The frontend tests need Debian's chromium; as root with apt-get it is installed when missing.
 set -euo pipefail
+{  # read whole before running: editing this file during a run cannot change the run
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 shared="${PSI_SHARED:-$here/../shared}"
 hosts_spec=""
-if [ "${1:-}" = "--hosts" ]; then
-  hosts_spec="${2:?--hosts needs all, none or VERSION[,VERSION]}"
-  shift 2
-fi
+while [ "$#" -gt 0 ]; do
+  case "$1" in
+    --hosts) hosts_spec="${2:?--hosts needs all, none or VERSION[,VERSION]}"; shift 2 ;;
+    --jobs) export PSI_TEST_JOBS="${2:?--jobs needs a number}"; shift 2 ;;
+    *) break ;;
+  esac
+done
 source "$here/scripts/venv.sh" test
 cd "$here"
 
@@ -86,26 +90,49 @@ if [ "$hosts_spec" != "none" ] && [ "${#pure_paths[@]}" -gt 0 ]; then
   fi
 fi
 
-# --- run: each part writes a JUnit report; a summary per part and in all closes the run
+# --- run: each part writes a JUnit report; a summary per part and in all closes the run.
+# Test servers run single-threaded, so a host part keeps about one core busy: with --jobs N (or
+# PSI_TEST_JOBS) up to N parts run at once, each part's output printed whole when it ends.
 reports="$(mktemp -d)"
 trap 'rm -rf "$reports"' EXIT
-status=0
-run_part() {  # NAME PYTEST_ARGS...: fails when pytest fails (exit 5, nothing collected, is no failure)
+jobs_max="${PSI_TEST_JOBS:-1}"
+names=()
+part() {  # NAME PYTEST_ARGS...: runs one part (exit 5, nothing collected, is no failure)
   local name="$1" rc=0
   shift
-  echo "=== $name" >&2
   "$PSI_PYTHON" -m pytest -q -ra --junitxml="$reports/$name.xml" "$@" "${options[@]+"${options[@]}"}" || rc=$?
-  [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]
+  { [ "$rc" -eq 0 ] || [ "$rc" -eq 5 ]; } && echo 0 > "$reports/$name.rc" || echo "$rc" > "$reports/$name.rc"
+}
+start_part() {  # NAME PYTEST_ARGS...
+  names+=("$1")
+  if [ "$jobs_max" -le 1 ]; then
+    echo "=== $1" >&2
+    part "$@"
+    return
+  fi
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || true; done
+  echo "=== $1 started" >&2
+  part "$@" > "$reports/$1.log" 2>&1 &
 }
 if [ "${#pure_paths[@]}" -gt 0 ]; then
-  run_part "core+rewards+visualizer" "${pure_paths[@]}" || status=1
+  start_part "core+rewards+visualizer" "${pure_paths[@]}"
 fi
 if [ "${#host_paths[@]}" -gt 0 ] && [ "${#host_names[@]}" -eq 0 ]; then
-  COMFYUI_PATH="" run_part "host-suites-without-a-host" "${host_paths[@]}" || status=1
+  COMFYUI_PATH="" start_part "host-suites-without-a-host" "${host_paths[@]}"
 fi
 for i in "${!host_names[@]}"; do
   COMFYUI_PATH="${host_roots[$i]}" COMFYUI_PYTHON="${host_pythons[$i]}" \
-    run_part "ComfyUI-${host_names[$i]}" "${host_paths[@]}" || status=1
+    start_part "ComfyUI-${host_names[$i]}" "${host_paths[@]}"
+done
+wait
+status=0
+for name in "${names[@]+"${names[@]}"}"; do
+  if [ -f "$reports/$name.log" ]; then
+    echo "=== $name" >&2
+    cat "$reports/$name.log"
+  fi
+  [ "$(cat "$reports/$name.rc" 2>/dev/null || echo 1)" = 0 ] || status=1
 done
 "$PSI_PYTHON" "$here/scripts/junit_summary.py" "$reports"/*.xml || status=1
 exit "$status"
+}
