@@ -135,7 +135,12 @@ class ComfyServer:
         config = self.work / "extra_model_paths.yaml"
         folders = "".join(f"  {kind}: {path}\n" for kind, path in self.model_paths().items())
         config.write_text(f"psi_host_tests:\n  custom_nodes: {packs}\n{folders}")
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        # oneDNN picks other float32 convolution kernels for other batch sizes on AVX-512 CPUs, so a
+        # particle's gradient alone and in a batch then differ by ~1e-3 relative through T2ICount's long
+        # path (1e-5 with AVX2 kernels): like the thread count, the kernels are fixed so that test
+        # figures do not depend on the machine
+        env = {"ONEDNN_MAX_CPU_ISA": "AVX2", **os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PYTHONUNBUFFERED": "1"}
         if self.python_path is not None:
             env["PYTHONPATH"] = str(self.python_path)
         command = [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
