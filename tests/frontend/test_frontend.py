@@ -71,14 +71,14 @@ def focus_node(browser, node_id, margin=(110, 120)) -> dict:
 
 
 def screenshot_node(browser, node_id, path) -> None:
-    """A screenshot of node `node_id`; a node taller than the page is shown from its bottom (the chart and
-    the editor are at the bottom of their nodes)."""
+    """A screenshot of node `node_id`; of a node taller than the page, its lower part (the chart and the
+    editor are at the bottom of their nodes; the page's menus stay out of the picture)."""
     margin = (110, 120)
     box = focus_node(browser, node_id, margin)
     room = browser.page.viewport_size["height"] - 16
     if box["y"] + box["height"] > room:
         box = focus_node(browser, node_id, (margin[0], margin[1] - (box["y"] + box["height"] - room)))
-        box = {**box, "y": 12, "height": room - 12}
+        box = {**box, "y": margin[1], "height": room - margin[1]}
     clip_screenshot(browser, path, box)
 
 
