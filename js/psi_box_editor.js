@@ -6,15 +6,20 @@
 // The boxes are stored in the node's `boxes` STRING widget as JSON
 //   [{"phrase": "a cat", "box": [x0, y0, x1, y1]}, ...]
 // (normalised to [0, 1], x to the right, y downwards; in pixels when the units widget says "pixels"),
-// so workflows save, reload and queue exactly what the editor shows. Text typed into the widget is
-// picked up by the editor too.
+// so workflows save, reload and queue exactly what the editor shows. The widgets are the truth: text
+// typed into `boxes` and edits of units/width/height are picked up by the editor (through the widgets'
+// callbacks, which both the classic canvas and Vue-rendered nodes call), which then shows the boxes as
+// the reward will read them. Values set by a script without the callback are read again before the
+// next edit, or at once by editor.sync().
 //
 // For tests and other extensions: app.extensions entry "psi.box_editor" has editorFor(nodeId); an
 // editor has boxes(), addBox(phrase, box), setBox(i, box), setPhrase(i, phrase), deleteBox(i),
-// select(i) and canvas.
+// select(i), sync(), drawn() and canvas.
 
 import { app } from "../../scripts/app.js";
-import { Listeners, NodeRegistry, chainCallback, el, findWidget, fitNode, sizedContext } from "./psi_common.js";
+import {
+  Listeners, NodeRegistry, chainCallback, el, findWidget, fitNode, onWidgetChange, sizedContext,
+} from "./psi_common.js";
 
 const EXTENSION = "psi.box_editor";
 const NODE_TYPE = "PsiLayoutReward";
@@ -25,6 +30,7 @@ const MIN_SIZE = 0.01; // normalised: smaller drawn boxes are dropped
 const CANVAS_MIN = 140;
 const ROW_H = 26;
 const DEFAULT_PHRASE = "object";
+const WATCHED = ["boxes", "units", "width", "height"]; // the widgets the editor shows
 
 const editors = new NodeRegistry("psiBoxEditor"); // node id -> BoxEditor
 
@@ -85,14 +91,16 @@ class BoxEditor {
     this.lastAspect = null;
     this.error = null;
 
+    // the canvas is out of the flow, centred in the stage: its size follows the stage, never the other
+    // way round (a Vue-rendered node sizes the widget by its content)
     this.canvas = el("canvas", {
       className: "psi-box-editor-canvas", tabIndex: 0,
-      style: { display: "block", margin: "0 auto", cursor: "crosshair", outline: "none", touchAction: "none" },
+      style: { display: "block", position: "absolute", left: "0", top: "0",
+               cursor: "crosshair", outline: "none", touchAction: "none" },
     });
     this.stage = el("div", {
       className: "psi-box-editor-stage",
-      style: { flex: "1 1 auto", minHeight: `${CANVAS_MIN}px`, display: "flex", alignItems: "center",
-               justifyContent: "center", overflow: "hidden" },
+      style: { position: "relative", flex: "1 1 auto", minHeight: `${CANVAS_MIN}px`, overflow: "hidden" },
     }, this.canvas);
     this.message = el("div", {
       className: "psi-box-editor-message",
@@ -119,6 +127,7 @@ class BoxEditor {
     this.listeners.add(c, "keydown", (e) => this.onKeyDown(e));
     this.resizeObserver = new ResizeObserver(() => this.draw());
     this.resizeObserver.observe(this.stage);
+    this.unwatch = onWidgetChange(node, WATCHED, () => this.sync(false));
     this.sync(true);
   }
 
@@ -131,23 +140,24 @@ class BoxEditor {
     return { width, height, units };
   }
 
-  /** Re-read the boxes widget when its text or the image size changed (or always with force). */
+  /** Re-read the boxes widget when its text, the units or the image size changed (or always with
+   * force): pixel boxes move with width/height, and the units say how the numbers are read. */
   sync(force = false) {
+    if (this.removed) return;
     const widget = findWidget(this.node, "boxes");
     const text = widget ? String(widget.value ?? "") : "";
     const { width, height, units } = this.settings();
     const key = `${width}x${height}:${units}`;
     if (!force && text === this.lastText && key === this.lastAspect) return;
     this.lastAspect = key;
-    if (force || text !== this.lastText) {
-      this.lastText = text;
-      const parsed = parseBoxes(text, units, width, height);
-      this.error = parsed.error;
-      if (parsed.boxes) {
-        this.items = parsed.boxes;
-        if (this.selected >= this.items.length) this.selected = -1;
-        this.renderList();
-      }
+    this.lastText = text;
+    const parsed = parseBoxes(text, units, width, height);
+    this.error = parsed.error;
+    if (parsed.boxes) {
+      this.items = parsed.boxes;
+      if (this.selected >= this.items.length) this.selected = -1;
+      if (this.drag && !this.items[this.drag.index]) this.drag = null;
+      this.renderList();
     }
     this.draw();
     this.updateMessage();
@@ -189,6 +199,7 @@ class BoxEditor {
   }
 
   addBox(phrase, box) {
+    this.sync(false);
     this.items.push({ phrase: String(phrase ?? DEFAULT_PHRASE), box: normaliseBox(box) });
     this.selected = this.items.length - 1;
     this.changed(true);
@@ -196,12 +207,14 @@ class BoxEditor {
   }
 
   setBox(index, box) {
+    this.sync(false);
     if (!this.items[index]) return;
     this.items[index].box = normaliseBox(box);
     this.changed(false);
   }
 
   setPhrase(index, phrase) {
+    this.sync(false);
     if (!this.items[index]) return;
     this.items[index].phrase = String(phrase);
     const input = this.list.children[index]?.querySelector("input");
@@ -210,6 +223,7 @@ class BoxEditor {
   }
 
   deleteBox(index) {
+    this.sync(false);
     if (!this.items[index]) return;
     this.items.splice(index, 1);
     if (this.selected === index) this.selected = -1;
@@ -294,6 +308,8 @@ class BoxEditor {
     const [w, h] = this.canvasSize();
     this.size = [w, h];
     const ctx = sizedContext(this.canvas, w, h);
+    this.canvas.style.left = `${Math.max(0, Math.floor((this.stage.clientWidth - w) / 2))}px`;
+    this.canvas.style.top = `${Math.max(0, Math.floor((this.stage.clientHeight - h) / 2))}px`;
     ctx.fillStyle = "#2b2b2b";
     ctx.fillRect(0, 0, w, h);
     ctx.strokeStyle = "rgba(255, 255, 255, 0.08)";
@@ -311,8 +327,23 @@ class BoxEditor {
     ctx.font = "10px sans-serif";
     ctx.textAlign = "right";
     ctx.textBaseline = "bottom";
-    ctx.fillText(`${width} × ${height}`, w - 4, h - 3);
+    const label = `${width} × ${height}`;
+    ctx.fillText(label, w - 4, h - 3);
     this.items.forEach((item, i) => this.drawBox(ctx, item, i, w, h));
+    this.lastDrawn = {
+      size: [w, h], label, selected: this.selected,
+      boxes: this.items.map((item, i) => ({
+        phrase: item.phrase, color: PALETTE[i % PALETTE.length],
+        rect: [item.box[0] * w, item.box[1] * h, (item.box[2] - item.box[0]) * w, (item.box[3] - item.box[1]) * h],
+      })),
+    };
+  }
+
+  /** What the last draw() put on the canvas, in CSS pixels of the canvas: {size, label, selected,
+   * boxes: [{phrase, color, rect: [x, y, w, h]}]} (for tests and tools). */
+  drawn() {
+    const d = this.lastDrawn;
+    return d ? { ...d, boxes: d.boxes.map((b) => ({ ...b, rect: [...b.rect] })) } : null;
   }
 
   drawBox(ctx, item, i, w, h) {
@@ -380,6 +411,7 @@ class BoxEditor {
     if (e.button !== 0) return;
     e.preventDefault();
     e.stopPropagation();
+    this.sync(false); // a script may have set the widgets without their callbacks
     this.canvas.focus({ preventScroll: true });
     try {
       this.canvas.setPointerCapture(e.pointerId);
@@ -466,6 +498,7 @@ class BoxEditor {
 
   destroy() {
     this.removed = true;
+    this.unwatch();
     this.resizeObserver.disconnect();
     this.listeners.removeAll();
     this.list.replaceChildren();
@@ -489,10 +522,11 @@ const extension = {
       const [w, h] = this.size;
       this.setSize([Math.max(w, 340), Math.max(h, this.computeSize()[1])]);
     });
-    // widget values were just restored from a workflow: read the boxes again
+    // widget values were just restored from a workflow (no widget callbacks run): read them again
     editors.track(nodeType, (editor) => editor.sync(true));
-    chainCallback(nodeType.prototype, "onDrawForeground", function () {
-      this.psiBoxEditor?.sync(false); // picks up typed text and width/height/units changes
+    // joining a graph may swap in values the frontend kept for this node id (its widget value store)
+    chainCallback(nodeType.prototype, "onAdded", function () {
+      this.psiBoxEditor?.sync(false);
     });
   },
 };

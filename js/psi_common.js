@@ -78,6 +78,27 @@ export function findWidget(node, name) {
   return node.widgets?.find((w) => w.name === name);
 }
 
+/** Run `fn(widget, value)` after the callback of each widget of `node` named in `names`.
+ *
+ * Every user edit of a widget ends in its callback, whichever renderer draws the node: LiteGraph's
+ * canvas widgets call it from setValue, the multiline text widget from its textarea's input event,
+ * and Vue-rendered nodes (Nodes 2.0) write the value and then call it. The draw loop is no place to
+ * watch for edits: LiteGraph does not draw Vue-rendered nodes. The callbacks are chained on these
+ * widget instances only. Returns a function that stops the calls (the chained callbacks stay, inert). */
+export function onWidgetChange(node, names, fn) {
+  let active = true;
+  for (const name of names) {
+    const widget = findWidget(node, name);
+    if (!widget) continue;
+    chainCallback(widget, "callback", function (value) {
+      if (active) fn(widget, value);
+    });
+  }
+  return () => {
+    active = false;
+  };
+}
+
 /** Grow `node` to at least its computed minimum size (after a DOM widget's content grew). */
 export function fitNode(node) {
   const min = node.computeSize?.();

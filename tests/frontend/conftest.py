@@ -6,6 +6,11 @@ files in a temporary base directory). Chromium comes from `PSI_CHROMIUM` (defaul
 on PATH or /usr/bin/chromium) and is driven by the `playwright` package (no browser
 download). Without any of them every test here is skipped and one loud line says so.
 One server and one browser serve the session.
+
+Tests that take the `renderer` fixture run twice: with the classic LiteGraph canvas and with
+Nodes 2.0 (Vue-rendered nodes, the frontend setting `Comfy.VueNodes.Enabled`), switched through
+the frontend's settings API before the test builds its graph. A frontend that does not offer that
+setting (none, or only a hidden experimental flag, as 1.27 has) skips the Nodes 2.0 run and says so.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 860}
+VUE_NODES_SETTING = "Comfy.VueNodes.Enabled"
+RENDERERS = ("classic", "nodes2")
 
 
 def _host_conftest():
@@ -124,14 +131,43 @@ class Browser:
     def open(self) -> None:
         started = time.time()
         self.page.goto(self.server.url + "/", wait_until="domcontentloaded", timeout=90_000)
+        # the app, our extensions and the start-up workflow (loaded after the app is set up, behind the
+        # workspace spinner: it would replace a graph that a test loaded before it)
         self.page.wait_for_function(
             "() => window.comfyAPI?.app?.app?.graph && window.comfyAPI.app.app.extensions?.length > 0 "
-            "&& window.LiteGraph?.registered_node_types?.PsiSMCSampler", timeout=90_000)
+            "&& window.LiteGraph?.registered_node_types?.PsiSMCSampler "
+            "&& window.comfyAPI.app.app.extensionManager?.spinner === false", timeout=90_000)
         self.page.evaluate("() => { window.app = window.comfyAPI.app.app; window.api = window.comfyAPI.api.api; }")
         self.load_seconds = time.time() - started
 
     def js(self, script: str, arg=None):
         return self.page.evaluate(script, arg)
+
+    def frontend_version(self) -> str:
+        return self.js("() => window.__COMFYUI_FRONTEND_VERSION__ ?? 'unknown'")
+
+    def no_vue_nodes(self) -> str | None:
+        """Why this frontend has no Nodes 2.0 to test, or None: the setting must be defined and offered
+        in the settings (1.27 defines it as a hidden flag for a prototype renderer)."""
+        setting = self.js("""(id) => { const s = app.ui?.settings?.settingsLookup?.[id];
+            return s === undefined ? null : {type: s.type ?? null, name: s.name ?? null}; }""", VUE_NODES_SETTING)
+        version = self.frontend_version()
+        if setting is None:
+            return f"frontend {version} has no {VUE_NODES_SETTING} setting: no Nodes 2.0 (Vue-rendered nodes)"
+        if setting["type"] == "hidden":
+            return (f"frontend {version} has {VUE_NODES_SETTING} only as a hidden setting ({setting['name']!r}): "
+                    "a prototype, not the Nodes 2.0 that users can turn on")
+        return None
+
+    def set_renderer(self, renderer: str) -> None:
+        """Switch Nodes 2.0 on ("nodes2") or off ("classic") with the settings API, on an empty graph."""
+        on = renderer == "nodes2"
+        self.js("""async ([id, on]) => {
+            app.graph.clear();
+            if (app.extensionManager.setting.get(id) !== on) await app.extensionManager.setting.set(id, on);
+            for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+        }""", [VUE_NODES_SETTING, on])
+        assert self.js("(id) => app.extensionManager.setting.get(id)", VUE_NODES_SETTING) is on
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +185,20 @@ def browser(server):
             yield session
         finally:
             chromium.close()
+
+
+@pytest.fixture(params=RENDERERS)
+def renderer(request, browser) -> str:
+    """"classic" or "nodes2": the renderer of the nodes the test builds (the graph is cleared)."""
+    name = request.param
+    missing = browser.no_vue_nodes()
+    if missing is not None:
+        if name == "nodes2":
+            pytest.skip(missing)
+        browser.js("() => app.graph.clear()")  # classic, as it always is there
+        return name
+    browser.set_renderer(name)
+    return name
 
 
 @pytest.fixture(scope="session")
