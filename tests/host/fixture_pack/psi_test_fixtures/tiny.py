@@ -9,8 +9,11 @@ weights of ComfyUI's own loaders.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+import comfy.ldm.flux.model
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
@@ -37,6 +40,13 @@ FLUX_DIT = {
 }
 
 WEIGHT_STD = 0.2
+
+
+def flux_config() -> dict:
+    """FLUX_DIT for this host: ComfyUI 0.33 made `FluxParams.txt_ids_dims` a required field
+    (`[]` for FLUX.1, as comfy/model_detection.py sets it); 0.3.64 has no such field."""
+    fields = {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
+    return {**FLUX_DIT, "txt_ids_dims": []} if "txt_ids_dims" in fields else dict(FLUX_DIT)
 
 
 def init_weights_(module: torch.nn.Module, generator: torch.Generator, std: float = WEIGHT_STD) -> None:
@@ -87,7 +97,7 @@ def build(family: str, seed: int):
         negative = [[context * 0.25, {}]]
         channels = 4
     elif family == "flux":
-        model = comfy.supported_models.Flux(dict(FLUX_DIT)).get_model({})
+        model = comfy.supported_models.Flux(flux_config()).get_model({})
         init_weights_(model.diffusion_model, generator)
         text = torch.randn((1, 5, 32), generator=generator)
         pooled = torch.randn((1, 32), generator=generator)
