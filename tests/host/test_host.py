@@ -1,7 +1,8 @@
 """psi-sampler against a real ComfyUI server (see conftest.py for the host).
 
 Covers: registration and tooltips; the bridge's reward gradient against finite
-differences inside the real executor (EPS, V-prediction and flow), also through
+differences inside the real executor (EPS, V-prediction, and flow: FLUX-like and
+Lumina 2-like, whose RoPE and q/k-norm+RoPE 0.33 runs through comfy-kitchen ops), also through
 the non-dynamic delegates that dynamic VRAM calls for (a CPU stand-in); initial sampler → SMC
 sampler → VAE Decode → Save Image; SamplerCustomAdvanced with the Ψ NOISE and
 the Ψ SAMPLER; bad inputs refused with clear messages; /interrupt within one
@@ -85,7 +86,7 @@ def test_nodes_registered_with_tooltips(comfy):
     assert info["PsiSMCSamplerCustom"]["output"] == ["SAMPLER"]
 
 
-@pytest.mark.parametrize("family", (*FAMILIES, "sd15v"))
+@pytest.mark.parametrize("family", (*FAMILIES, "sd15v", "lumina2"))
 def test_gradient_matches_finite_differences(comfy, family):
     prompt, ids = graphs.gradcheck(family, rel_step=FD_REL_STEP.get(family, 3e-3))
     entry = comfy.run(prompt)
@@ -94,7 +95,7 @@ def test_gradient_matches_finite_differences(comfy, family):
     print(f"\n{family} gradient check: " + "; ".join(
         f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
         f"random-dir {c['random_direction']['rel_error']:.2e}" for c in report["checks"]))
-    assert report["family"] == {"sd15": "eps", "sd15v": "eps", "flux": "flow"}[family]
+    assert report["family"] == {"sd15": "eps", "sd15v": "eps", "flux": "flow", "lumina2": "flow"}[family]
     assert report["inference_weights_before"] > 0  # the executor really made inference tensors
     assert report["inference_weights_after"] == 0
     assert report["gradient_models_are_delegates"] == [False, False]  # classic patchers: their own models
@@ -149,7 +150,7 @@ def test_unknown_inplace_model_is_detected_and_its_pass_repeated(comfy):
     _assert_gradient_checks(report)
 
 
-@pytest.mark.parametrize("family", (*FAMILIES, "sd15v"))
+@pytest.mark.parametrize("family", (*FAMILIES, "sd15v", "lumina2"))
 def test_initial_then_smc_graph(comfy, family):
     reward = "image_stats" if family.startswith("sd15") else "tiny_net"
     prompt, ids = graphs.initial_smc(family, seed=1, reward=reward)

@@ -1,6 +1,8 @@
 """Tiny random-weight models built with ComfyUI's own classes (test-only).
 
-SD1.5-like UNet (EPS) and FLUX-like DiT (flow, CONST) with AutoencoderKL VAEs for
+SD1.5-like UNet (EPS), FLUX-like DiT and Lumina 2-like NextDiT (flow, CONST; the
+NextDiT with q/k RMSNorm, which ComfyUI 0.33 fuses with RoPE in a comfy-kitchen op
+outside training) with AutoencoderKL VAEs for
 4- and 16-channel latents (/8 downscale), plus their conditioning. ComfyUI's ops
 skip weight initialisation, so every parameter is set by hand from a seeded
 generator. Built inside a node, the weights are inference tensors, like the
@@ -21,7 +23,7 @@ import comfy.sd
 import comfy.supported_models
 from comfy.ldm.models.autoencoder import AutoencoderKL
 
-FAMILIES = ("sd15", "sd15v", "flux")
+FAMILIES = ("sd15", "sd15v", "flux", "lumina2")
 
 SD15_UNET = {
     "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
@@ -37,6 +39,13 @@ FLUX_DIT = {
     "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 4.0, "num_heads": 2,
     "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000, "qkv_bias": True,
     "dtype": torch.float32,
+}
+
+# keys that ComfyUI 0.3.64's NextDiT accepts too (0.33 added rope_theta and others with defaults)
+LUMINA2_DIT = {
+    "image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 64, "n_layers": 1, "n_refiner_layers": 1,
+    "n_heads": 2, "n_kv_heads": 2, "multiple_of": 16, "ffn_dim_multiplier": 4.0, "norm_eps": 1e-5, "qk_norm": True,
+    "cap_feat_dim": 32, "axes_dims": [8, 12, 12], "axes_lens": [64, 64, 64], "dtype": torch.float32,
 }
 
 WEIGHT_STD = 0.2
@@ -83,7 +92,7 @@ def _patcher(model) -> comfy.model_patcher.ModelPatcher:
 
 def build(family: str, seed: int):
     """(MODEL, VAE, positive, negative) for "sd15" (EPS), "sd15v" (the same UNet with
-    V-prediction, as SD2.x-768 checkpoints) or "flux" (flow)."""
+    V-prediction, as SD2.x-768 checkpoints), "flux" or "lumina2" (flow)."""
     generator = torch.Generator().manual_seed(int(seed))
     if family in ("sd15", "sd15v"):
         config = comfy.supported_models.SD15(dict(SD15_UNET))
@@ -103,6 +112,13 @@ def build(family: str, seed: int):
         pooled = torch.randn((1, 32), generator=generator)
         positive = [[text, {"pooled_output": pooled, "guidance": 3.5}]]
         negative = [[torch.zeros_like(text), {"pooled_output": torch.zeros_like(pooled), "guidance": 3.5}]]
+        channels = 16
+    elif family == "lumina2":
+        model = comfy.supported_models.Lumina2(dict(LUMINA2_DIT)).get_model({})
+        init_weights_(model.diffusion_model, generator)
+        text = torch.randn((1, 5, 32), generator=generator)
+        positive = [[text, {}]]
+        negative = [[text * 0.25, {}]]
         channels = 16
     else:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
