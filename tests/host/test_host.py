@@ -92,9 +92,7 @@ def test_gradient_matches_finite_differences(comfy, family):
     entry = comfy.run(prompt)
     assert_success(entry, comfy)
     report = outputs_of(entry, ids["check"], "psi_gradcheck")[0]
-    print(f"\n{family} gradient check: " + "; ".join(
-        f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
-        f"random-dir {c['random_direction']['rel_error']:.2e}" for c in report["checks"]))
+    print_figures(family, report)
     assert report["family"] == {"sd15": "eps", "sd15v": "eps", "flux": "flow", "lumina2": "flow"}[family]
     assert report["inference_weights_before"] > 0  # the executor really made inference tensors
     assert report["inference_weights_after"] == 0
@@ -106,6 +104,12 @@ def test_gradient_matches_finite_differences(comfy, family):
     else:
         assert not report["clone_saved"] and not report["retried"]
     _assert_gradient_checks(report)
+
+
+def print_figures(label: str, report: dict) -> None:
+    print(f"\n{label} gradient check: " + "; ".join(
+        f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
+        f"random-dir {c['random_direction']['rel_error']:.2e}" for c in report["checks"]))
 
 
 def _assert_gradient_checks(report: dict) -> None:
@@ -127,6 +131,7 @@ def test_dynamic_vram_gradients_run_through_non_dynamic_delegates(comfy, family)
     entry = comfy.run(prompt)
     assert_success(entry, comfy)
     report = outputs_of(entry, ids["check"], "psi_gradcheck")[0]
+    print_figures(f"{family} (dynamic stand-in, delegates)", report)
     assert report["gradient_models_are_delegates"] == [True, True]
     counts = report["standin_counts"]
     assert counts.get("model_delegates_made") == 1 and counts.get("vae_delegates_made") == 1, counts
