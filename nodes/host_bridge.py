@@ -377,7 +377,11 @@ def gradient_patcher(patcher):
     delegate is a classic patcher over a second copy of the weights that ComfyUI reloads
     through the loader's `cached_patcher_init` (kept on the dynamic patcher for reuse,
     with the same patches and model options), loaded like any model before 0.33; the
-    dynamic model keeps serving the sampler's forward-only passes unchanged."""
+    dynamic model keeps serving the sampler's forward-only passes unchanged. A delegate
+    that is only partly loaded streams its weights through ComfyUI's per-stream cast
+    buffers (`get_cast_buffer`); those are views of one tensor, so a saved weight that is
+    overwritten before backward bumps its version and fails loudly in `_unpack_saved` or
+    autograd's own check, never silently (not yet run on a GPU)."""
     if not is_dynamic(patcher):
         return patcher
     delegate = getattr(patcher, "get_non_dynamic_delegate", None)

@@ -117,8 +117,9 @@ def build(family: str, seed: int):
         model = comfy.supported_models.Lumina2(dict(LUMINA2_DIT)).get_model({})
         init_weights_(model.diffusion_model, generator)
         text = torch.randn((1, 5, 32), generator=generator)
-        positive = [[text, {}]]
-        negative = [[text * 0.25, {}]]
+        mask = torch.ones((1, 5), dtype=torch.long)  # 0.3.64 takes num_tokens only from the text encoder's mask
+        positive = [[text, {"attention_mask": mask}]]
+        negative = [[text * 0.25, {"attention_mask": mask}]]
         channels = 16
     else:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
