@@ -6,14 +6,17 @@ the forward pass, in backward, or by ComfyUI's interrupt exception. Compared:
 ComfyUI's training switch, grad mode and inference mode, the guider's model, the
 bridge's pass flag, weight values and patches of the model and VAE, before the
 passes and after the failure; and the pass after the failure against the first.
+Through the real executor: a user's /interrupt during FLUX gradient passes
+leaves the training switch as it was and the next FLUX run succeeds.
 """
 
 from __future__ import annotations
 
 import pytest
 
+import host_graphs as graphs
 from host_graphs import Graph
-from test_host import assert_success, outputs_of
+from test_host import assert_success, outputs_of, ui_items
 
 EXPECTED = {"error": "FaultError: fixture failure in the forward pass",
             "backward": "FaultError: fixture failure in the backward pass",
@@ -64,3 +67,25 @@ def test_failed_gradient_pass_on_a_dynamic_standin_restores_the_guider(comfy, fa
     assert report["before"]["guider_model_is_base"] and not report["before"]["guider_model_is_gradient_model"]
     assert report["standin_counts"].get("model_standin", 0) == 0, report["standin_counts"]
     assert_restored(report, fault)
+
+
+def host_state(comfy, nonce: int) -> dict:
+    g = Graph()
+    node = g.add("PsiTestHostState", nonce=nonce)
+    entry = comfy.run(g.nodes)
+    assert_success(entry, comfy)
+    return outputs_of(entry, node, "psi_host_state")[0]
+
+
+def test_user_interrupt_during_flux_gradient_passes_restores_the_switch(comfy):
+    fresh = host_state(comfy, 1)
+    long_run, _ = graphs.initial_smc("flux", seed=6, model_seed=12, mcmc_steps=400, burn_in=10)
+    driven = comfy.drive(long_run, interrupt_after="psi.mcmc_step:2")
+    assert driven["finished"] and driven["interrupt_sent_at"] is not None, driven
+    after = driven["events"][driven["interrupt_sent_at"] + 1:]
+    assert any(e["type"] == "execution_interrupted" for e in after), after
+    assert host_state(comfy, 2) == fresh
+    prompt, ids = graphs.initial_smc("flux", seed=6, model_seed=12)
+    entry = comfy.run(prompt)
+    assert_success(entry, comfy)
+    assert ui_items(entry, "psi_digest")["smc"]["finite"]

@@ -6,6 +6,7 @@ Nodes:
   PsiTestReward         a PSI_REWARD: color (weight-free), tiny_net (weights), threshold (no gradient)
   PsiTestGradCheck      the bridge's gradient against finite differences, run by the real executor
   PsiTestGradientFault  a gradient pass that fails (error, error in backward, interrupt): state before/after
+  PsiTestHostState      ComfyUI's globals that a gradient pass changes, between prompts
   PsiTestLatentDigest   sha256 and statistics of a LATENT, shown in /history
   PsiTestTraceSummary   a PSI_TRACE as JSON, shown in /history
 """
@@ -116,6 +117,20 @@ class PsiTestGradientFault(io.ComfyNode):
         return io.NodeOutput(ui={"psi_fault": [faults.run(model, positive, negative, vae, fault)]})
 
 
+class PsiTestHostState(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestHostState", display_name="Ψ test: host state", category=CATEGORY,
+            description="ComfyUI's globals that a gradient pass changes, as they are now (tests only).",
+            inputs=[io.Int.Input("nonce", default=0, min=0, max=2**31, tooltip="change it to run again")],
+            outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, nonce):
+        return io.NodeOutput(ui={"psi_host_state": [faults.host_state()]})
+
+
 class PsiTestLatentDigest(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -155,8 +170,8 @@ class PsiTestTraceSummary(io.ComfyNode):
         return io.NodeOutput(ui={"psi_trace": [summary]})
 
 
-NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestGradientFault, PsiTestLatentDigest,
-         PsiTestTraceSummary]
+NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestGradientFault, PsiTestHostState,
+         PsiTestLatentDigest, PsiTestTraceSummary]
 
 
 class FixtureExtension(ComfyExtension):

@@ -76,11 +76,16 @@ def _digest(tensors) -> str:
     return h.hexdigest()
 
 
+def host_state() -> dict:
+    """ComfyUI's globals that a gradient pass changes (the training switch)."""
+    return {"in_training": repr(getattr(comfy.model_management, "in_training", MISSING))}
+
+
 def state(bridge, patcher, vae) -> dict:
     """What a gradient pass may change: ComfyUI's training switch, grad mode, the guider's
     model, the bridge's pass flag, weights (values) and patches of the model and VAE."""
     return {
-        "in_training": repr(getattr(comfy.model_management, "in_training", MISSING)),
+        **host_state(),
         "grad_enabled": torch.is_grad_enabled(),
         "inference_mode": torch.is_inference_mode_enabled(),
         "guider_model_is_base": bridge.guider.inner_model is bridge.base,
@@ -130,6 +135,6 @@ def run(model, positive, negative, vae, fault: str) -> dict:
 
     with dynamic_standin.claim_dynamic(bridge_module):
         bridge_module.sample_with(guider, torch.zeros_like(latent), latent, sigmas, sample, 0)
-    report["after_run"] = {"in_training": repr(getattr(comfy.model_management, "in_training", MISSING))}
+    report["after_run"] = host_state()
     report["standin_counts"] = dynamic_standin.counts_of(model)
     return report
