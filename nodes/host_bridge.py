@@ -391,9 +391,9 @@ def gradient_patcher(patcher):
         return delegate()
     except RuntimeError as err:
         raise HostInputError(
-            f"{type(patcher.model).__name__} is managed by ComfyUI's dynamic VRAM and its loader cannot "
-            "reload it without (no cached_patcher_init); reward gradients need that copy. Load it with a core "
-            "loader (Load Checkpoint, Load Diffusion Model, Load VAE) or start ComfyUI with "
+            f"{type(patcher.model).__name__} is managed by ComfyUI's dynamic VRAM, and its loader left no way to "
+            "reload it as a classic model (no cached_patcher_init), which reward gradients need. Load it with a "
+            "core loader (Load Checkpoint, Load Diffusion Model, Load VAE) or start ComfyUI with "
             "--disable-dynamic-vram") from err
 
 

@@ -9,25 +9,15 @@ symbol and the tested range.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
+from conftest import REPO
+from host_probe import run_probe
 
-from conftest import REPO, host_location
-
-PROBE = Path(__file__).resolve().parent / "compat_probe.py"
 TESTED = "0.3.64 – 0.33.0"
 PSI_NODES = {"PsiInitialSampler", "PsiSMCSampler", "PsiSMCSamplerCustom", "PsiImageStatsReward", "PsiScoreImages"}
 
 
 def probe(version: str, *symbols: str) -> dict:
-    root, python, reason = host_location()
-    assert reason is None, reason
-    done = subprocess.run([str(python), str(PROBE), str(REPO), version, *symbols], cwd=root, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_probe("compat_probe.py", str(REPO), version, *symbols)
 
 
 def test_tested_host_loads_without_warnings_and_the_node_runs():
