@@ -322,11 +322,13 @@ def make_gradient_ready(module: torch.nn.Module) -> int:
 #   `comfy.model_management.in_training` is set; comfy/ldm/lumina/model.py fuses q/k
 #   RMSNorm + RoPE (ck.rms_rope, ck.rms_rope1) unless in_training. Both have eager paths.
 # - Norms: comfy/rmsnorm.py is torch.nn.functional.rms_norm (autograd), not a kitchen op.
-# - Linear layers: comfy/ops.py quantised layers (fp8/nvfp4/mxfp8 weights) take
-#   `QuantLinearFunc` (a torch.autograd.Function) when the input requires grad; the INT8
-#   activation-fusion path (`linear_input_act`, ck.int8_linear) is skipped when
-#   in_training. Weight-only formats (AWQ/SVDQuant) dequantise the weight and use
-#   F.linear: no gradient is needed through the kitchen op because weights are constants.
+# - Linear layers: comfy/ops.py quantised layers that quantise their input (fp8, nvfp4,
+#   mxfp8, int8) take `QuantLinearFunc` (ComfyUI's own torch.autograd.Function) when the
+#   input requires grad; the INT8 activation-fusion path (`linear_input_act`,
+#   ck.int8_linear) is skipped when in_training. Weight-only formats (AWQ W4A16) keep the
+#   weight a QuantizedTensor and F.linear dispatches to a kitchen op (ck.gemv_awq_w4a16)
+#   below autograd, so backward needs matmuls with that tensor subclass: untested (GPU-only
+#   formats), expected to fail loudly if unsupported.
 # - Attention: comfy/ldm/modules/attention.py uses PyTorch SDPA by default (autograd);
 #   `--use-ck-attention` (ck.int8_attention) and `--use-sage-attention` have no backward
 #   and in_training does not change them: with those flags gradient passes fail loudly.
