@@ -28,6 +28,12 @@ for a micro-batch x [B, C, H, W], and its gradient with respect to x:
   activation memory) and repeats the pass (later runs of that model class clone
   from the start). Tensors outside the graph are kept by reference with a
   version check, so an in-place change there still fails loudly.
+* Gradient passes (forward and backward) run with ComfyUI's training switch on
+  and, where ComfyUI streams weights with dynamic VRAM, through a non-dynamic copy
+  of the model and VAE (see `gradient_pass` and `gradient_patcher`).
+* Host compatibility: ComfyUI symbols are looked up when a node runs
+  (`host_symbol`), so a host that lacks one still loads the pack and the node that
+  needs it fails with one message naming the symbol and the tested range.
 * Memory: the model, its additional models and the VAE are loaded together with
   an estimate that accounts for the gradient pass; the reward's modules are moved
   to the compute device for the run and moved back afterwards (also on failure).
@@ -35,17 +41,15 @@ for a micro-batch x [B, C, H, W], and its gradient with respect to x:
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 import comfy.model_management as model_management
-import comfy.model_sampling
-import comfy.sample
-import comfy.samplers
-import comfy.utils
 
 from ..psi_core import Evaluation, Lookahead, NFECounter, StartMap, start_map
 
@@ -77,14 +81,76 @@ class HostInputError(ValueError):
     """A node input that cannot work with this model, VAE or reward (found before sampling)."""
 
 
+# --------------------------------------------------------------------------- host compatibility
+
+#: the ComfyUI versions the pack is tested against (oldest, newest)
+TESTED_RANGE = ("0.3.64", "0.33.0")
+
+
+class HostCompatibilityError(RuntimeError):
+    """This ComfyUI lacks a symbol the pack needs (raised when a node runs, never at import)."""
+
+
+def host_version() -> str:
+    """ComfyUI's version string ("unknown" where the host does not say)."""
+    try:
+        return str(importlib.import_module("comfyui_version").__version__)
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
+def _version_key(version: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return None
+
+
+def host_in_tested_range(version: str) -> bool | None:
+    """Whether `version` lies in TESTED_RANGE (None when it cannot be parsed)."""
+    key = _version_key(version)
+    if key is None:
+        return None
+    return _version_key(TESTED_RANGE[0]) <= key <= _version_key(TESTED_RANGE[1])
+
+
+def host_symbol(path: str):
+    """The ComfyUI object at dotted `path` ("comfy.samplers.KSAMPLER"), or a
+    HostCompatibilityError naming it, this host's version and the tested range."""
+    module_name, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        raise missing_symbol(path) from err
+
+
+def missing_symbol(path: str) -> HostCompatibilityError:
+    return HostCompatibilityError(
+        f"this ComfyUI ({host_version()}) has no {path}, which psi-sampler needs; psi-sampler is tested "
+        f"with ComfyUI {TESTED_RANGE[0]} – {TESTED_RANGE[1]}: use a ComfyUI in that range or update psi-sampler")
+
+
+_WARNED: set[str] = set()  # compatibility warnings given once per process
+
+
+def _log_untested_host() -> None:
+    version = host_version()
+    if host_in_tested_range(version) is not True:
+        LOG.warning("psi-sampler: ComfyUI %s is outside the tested range %s – %s; the nodes load, and a "
+                    "missing ComfyUI feature is reported when a node needs it", version, *TESTED_RANGE)
+
+
+_log_untested_host()
+
+
 # --------------------------------------------------------------------------- checks
 
 
 def model_family(model_sampling) -> str:
     """"eps" (EPS, V-prediction, EDM, x0: x = x0 + σε) or "flow" (CONST: x = (1−σ)x0 + σε)."""
-    if isinstance(model_sampling, comfy.model_sampling.CONST):
+    if isinstance(model_sampling, host_symbol("comfy.model_sampling.CONST")):
         return "flow"
-    if isinstance(model_sampling, comfy.model_sampling.EPS):
+    if isinstance(model_sampling, host_symbol("comfy.model_sampling.EPS")):
         return "eps"
     raise HostInputError(
         f"the Ψ samplers support EPS/V-prediction and flow (CONST) models; this model samples with "
@@ -103,7 +169,7 @@ def prepare_latent(model, latent: dict) -> torch.Tensor:
         raise HostInputError("latent_image must be a LATENT (a dict with 'samples')")
     if latent.get("noise_mask") is not None:
         raise HostInputError(MASK_MESSAGE)
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    samples = host_symbol("comfy.sample.fix_empty_latent_channels")(model, latent["samples"])
     latent_format = model.get_model_object("latent_format")
     if getattr(latent_format, "latent_dimensions", 2) != 2 or samples.ndim != 4:
         raise HostInputError(
@@ -150,7 +216,15 @@ def check_reward(reward, needs_gradient: bool, purpose: str) -> None:
 
 
 def scheduler_names() -> list[str]:
-    return list(comfy.samplers.SCHEDULER_NAMES)
+    """ComfyUI's scheduler names (read when the node schemas are built, so a host without
+    them still loads the pack: the schedule is then refused when a node runs)."""
+    try:
+        return list(host_symbol("comfy.samplers.SCHEDULER_NAMES"))
+    except HostCompatibilityError as err:
+        if "scheduler_names" not in _WARNED:
+            LOG.warning("psi-sampler: %s", err)
+            _WARNED.add("scheduler_names")
+        return ["simple"]
 
 
 def schedule(model, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
@@ -158,22 +232,24 @@ def schedule(model, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
     if denoise <= 0.0:
         raise HostInputError(f"denoise must be > 0; got {denoise}")
     model_sampling = model.get_model_object("model_sampling")
+    calculate_sigmas = host_symbol("comfy.samplers.calculate_sigmas")
     if denoise > 0.9999:
-        return comfy.samplers.calculate_sigmas(model_sampling, scheduler, steps).cpu().float()
-    sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, int(steps / denoise)).cpu().float()
+        return calculate_sigmas(model_sampling, scheduler, steps).cpu().float()
+    sigmas = calculate_sigmas(model_sampling, scheduler, int(steps / denoise)).cpu().float()
     return sigmas[-(steps + 1):]
 
 
 def cfg_guider(model, positive, negative, cfg: float):
-    guider = comfy.samplers.CFGGuider(model)
+    guider = host_symbol("comfy.samplers.CFGGuider")(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     return guider
 
 
-def make_sampler(function: Callable) -> comfy.samplers.KSAMPLER:
-    """A SAMPLER from a k-diffusion sampler function `fn(model, x, sigmas, extra_args, callback, disable)`."""
-    return comfy.samplers.KSAMPLER(function)
+def make_sampler(function: Callable):
+    """A SAMPLER (comfy.samplers.KSAMPLER) from a k-diffusion sampler function
+    `fn(model, x, sigmas, extra_args, callback, disable)`."""
+    return host_symbol("comfy.samplers.KSAMPLER")(function)
 
 
 def sample_with(guider, noise: torch.Tensor, latent_image: torch.Tensor, sigmas: torch.Tensor,
@@ -181,8 +257,8 @@ def sample_with(guider, noise: torch.Tensor, latent_image: torch.Tensor, sigmas:
     """Run `function` as the sampler of ComfyUI's loop; returns the samples
     (VAE latent space) on the intermediate device."""
     samples = guider.sample(noise, latent_image, make_sampler(function), sigmas, callback=callback,
-                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
-    return samples.to(model_management.intermediate_device())
+                            disable_pbar=not host_symbol("comfy.utils.PROGRESS_BAR_ENABLED"), seed=seed)
+    return samples.to(intermediate_device())
 
 
 def evaluation_source(guider, vae, reward) -> tuple:
@@ -193,7 +269,7 @@ def evaluation_source(guider, vae, reward) -> tuple:
     patcher = guider.model_patcher
     conds = dict(getattr(guider, "original_conds", {}))
     predict = getattr(type(guider), "predict_noise", None)
-    standard = predict is comfy.samplers.CFGGuider.predict_noise
+    standard = predict is host_symbol("comfy.samplers.CFGGuider").predict_noise
     cfg = float(getattr(guider, "cfg", 1.0))
     if standard and math.isclose(cfg, 1.0) and not guider.model_options.get("disable_cfg1_optimization", False):
         conds.pop("negative", None)
@@ -205,11 +281,11 @@ def evaluation_source(guider, vae, reward) -> tuple:
 
 
 def check_interrupt() -> None:
-    model_management.throw_exception_if_processing_interrupted()
+    host_symbol("comfy.model_management.throw_exception_if_processing_interrupted")()
 
 
 def intermediate_device() -> torch.device:
-    return model_management.intermediate_device()
+    return host_symbol("comfy.model_management.intermediate_device")()
 
 
 # --------------------------------------------------------------------------- gradients
@@ -234,6 +310,93 @@ def make_gradient_ready(module: torch.nn.Module) -> int:
                     sub._buffers[name] = buf.clone()
                     replaced += 1
     return replaced
+
+
+# What a gradient pass needs on current hosts (ComfyUI 0.33.0, comfy-kitchen 0.2.31).
+# comfy-kitchen registers its kernels as torch.library custom ops with fake (meta)
+# implementations but no autograd formula (no register_autograd anywhere in the
+# package), so any of them on the differentiated path fails in backward. Where the
+# image models the pack supports reach them:
+# - RoPE: comfy/ldm/flux/math.py (`apply_rope`, `apply_rope1`, imported by FLUX, Chroma,
+#   Qwen-Image, HiDream, Lumina 2 / Z-Image, OmniGen2, ...) calls ck.apply_rope unless
+#   `comfy.model_management.in_training` is set; comfy/ldm/lumina/model.py fuses q/k
+#   RMSNorm + RoPE (ck.rms_rope, ck.rms_rope1) unless in_training. Both have eager paths.
+# - Norms: comfy/rmsnorm.py is torch.nn.functional.rms_norm (autograd), not a kitchen op.
+# - Linear layers: comfy/ops.py quantised layers that quantise their input (fp8, nvfp4,
+#   mxfp8, int8) take `QuantLinearFunc` (ComfyUI's own torch.autograd.Function) when the
+#   input requires grad; the INT8 activation-fusion path (`linear_input_act`,
+#   ck.int8_linear) is skipped when in_training. Weight-only formats (AWQ W4A16) keep the
+#   weight a QuantizedTensor and F.linear dispatches to a kitchen op (ck.gemv_awq_w4a16)
+#   below autograd, so backward needs matmuls with that tensor subclass: untested (GPU-only
+#   formats), expected to fail loudly if unsupported.
+# - Attention: comfy/ldm/modules/attention.py uses PyTorch SDPA by default (autograd);
+#   `--use-ck-attention` (ck.int8_attention) and `--use-sage-attention` have no backward
+#   and in_training does not change them: with those flags gradient passes fail loudly.
+# - Ungated kitchen calls (no eager path even in training): cosmos/predict2.py
+#   (ck.rms_rope_split_half, Cosmos Predict2 / Anima) and minimax/vae.py: not supported for
+#   gradients here. ComfyUI 0.3.64 has no comfy-kitchen and no `in_training`.
+# So one switch covers every supported image family: `in_training`, which ComfyUI's own
+# trainer sets around its loop (comfy_extras/nodes_train.py).
+
+
+@contextlib.contextmanager
+def training_switch() -> Iterator[None]:
+    """`comfy.model_management.in_training` on for one gradient pass (forward and
+    backward), then restored to what it was (deleted again on hosts that never had
+    it), also when the pass raises or is interrupted."""
+    had = hasattr(model_management, "in_training")
+    previous = getattr(model_management, "in_training", False)
+    model_management.in_training = True
+    try:
+        yield
+    finally:
+        if had:
+            model_management.in_training = previous
+        else:
+            del model_management.in_training
+
+
+def is_dynamic(patcher) -> bool:
+    """Whether ComfyUI streams this patcher's weights with dynamic VRAM (comfy-aimdo,
+    `ModelPatcherDynamic`, 0.33 on NVIDIA by default); False on hosts without it."""
+    probe = getattr(patcher, "is_dynamic", None)
+    return bool(probe()) if callable(probe) else False
+
+
+def gradient_patcher(patcher):
+    """The patcher whose model a gradient pass runs through: `patcher` itself, or for a
+    dynamic-VRAM patcher its non-dynamic delegate (`get_non_dynamic_delegate()`).
+
+    Why not differentiate through a dynamic patcher: its weights stay in (pinned,
+    possibly mmapped) host memory and are cast at op time into comfy-aimdo's virtual
+    VRAM or a cast buffer that the next layers reuse (comfy/ops.py
+    `cast_modules_with_vbar`, `resolve_cast_module_with_vbar`). Autograd would save
+    those per-op weights for backward, where they may have been evicted or overwritten
+    (no version counter sees it: silently wrong gradients), and weights cached resident
+    from an earlier pass under the executor's inference mode are inference tensors that
+    cannot be saved. Converting its parameters (make_gradient_ready) would also copy the
+    whole model into RAM and drop the `_model_dtype` tags aimdo set on them. The
+    delegate is a classic patcher over a second copy of the weights that ComfyUI reloads
+    through the loader's `cached_patcher_init` (kept on the dynamic patcher for reuse,
+    with the same patches and model options), loaded like any model before 0.33; the
+    dynamic model keeps serving the sampler's forward-only passes unchanged. A delegate
+    that is only partly loaded streams its weights through ComfyUI's per-stream cast
+    buffers (`get_cast_buffer`); those are views of one tensor, so a saved weight that is
+    overwritten before backward bumps its version and fails loudly in `_unpack_saved` or
+    autograd's own check, never silently (not yet run on a GPU)."""
+    if not is_dynamic(patcher):
+        return patcher
+    delegate = getattr(patcher, "get_non_dynamic_delegate", None)
+    if delegate is None:
+        raise missing_symbol("comfy.model_patcher.ModelPatcherDynamic.get_non_dynamic_delegate")
+    try:
+        return delegate()
+    except RuntimeError as err:
+        raise HostInputError(
+            f"{type(patcher.model).__name__} is managed by ComfyUI's dynamic VRAM, and its loader left no way to "
+            "reload it as a classic model (no cached_patcher_init), which reward gradients need. Load it with a "
+            "core loader (Load Checkpoint, Load Diffusion Model, Load VAE) or start ComfyUI with "
+            "--disable-dynamic-vram") from err
 
 
 def _pack_saved(tensor: torch.Tensor):
@@ -284,7 +447,7 @@ class _RetryingLookahead:
 
     def __call__(self, x: torch.Tensor, sigma: float, need_grad: bool) -> Evaluation:
         try:
-            evaluation = self._inner(x, sigma, need_grad)
+            evaluation = self._evaluate(x, sigma, need_grad)
         except RuntimeError as err:
             if not (need_grad and _is_inplace_error(err)) or self._bridge.clone_saved:
                 raise
@@ -292,9 +455,15 @@ class _RetryingLookahead:
             self._bridge.clone_saved = True
             self._bridge.retried = True
             _INPLACE_MODEL_CLASSES.add(self._bridge.model_class)
-            evaluation = self._inner(x, sigma, need_grad)
+            evaluation = self._evaluate(x, sigma, need_grad)
         self._bridge.last_evaluation = evaluation
         return evaluation
+
+    def _evaluate(self, x: torch.Tensor, sigma: float, need_grad: bool) -> Evaluation:
+        if not need_grad:
+            return self._inner(x, sigma, need_grad)
+        with self._bridge.gradient_pass():
+            return self._inner(x, sigma, need_grad)
 
 
 class SamplerBridge:
@@ -312,6 +481,10 @@ class SamplerBridge:
         self.guider = model.inner_model
         self.base = self.guider.inner_model
         self.patcher = self.guider.model_patcher
+        # what gradient passes run through (the non-dynamic delegates under dynamic VRAM; set by prepare)
+        self.grad_patcher, self.grad_base = self.patcher, self.base
+        self.grad_vae_patcher, self.grad_vae_model = None, None
+        self.in_gradient_pass = False
         self.extra_args = dict(extra_args or {})
         if self.extra_args.get("denoise_mask") is not None:
             raise HostInputError(MASK_MESSAGE)
@@ -347,21 +520,52 @@ class SamplerBridge:
         """Load model, additional models and VAE with a gradient-pass estimate for a
         micro-batch of particles of `shape` [K, C, H, W]; place the reward."""
         memory = self.memory_estimate(shape)
-        patchers = [self.patcher, *getattr(self.guider, "loaded_models", []), self.vae.patcher]
         with torch.inference_mode(False):
-            model_management.load_models_gpu(patchers, memory_required=memory, minimum_memory_required=memory)
+            self._choose_gradient_models()
+            patchers = [self.patcher, *getattr(self.guider, "loaded_models", []), self.vae.patcher]
+            patchers += [p for p in (self.grad_patcher, self.grad_vae_patcher) if p not in patchers]
+            load_models_gpu = host_symbol("comfy.model_management.load_models_gpu")
+            load_models_gpu(patchers, memory_required=memory, minimum_memory_required=memory)
             self._place_reward()
             self.ensure_gradient_ready()
         return self
 
+    def _choose_gradient_models(self) -> None:
+        """Model and VAE of the gradient passes (gradient_patcher's choice), made once per run."""
+        self.grad_patcher = gradient_patcher(self.patcher)
+        self.grad_base = self.grad_patcher.model
+        if self.grad_patcher is not self.patcher:
+            if hasattr(self.base, "latent_shapes"):
+                self.grad_base.latent_shapes = self.base.latent_shapes  # set by CFGGuider.inner_sample (0.33)
+            self.grad_patcher.pre_run()  # as CFGGuider.outer_sample does for its patcher: current_patcher
+        self.grad_vae_patcher = gradient_patcher(self.vae.patcher)
+        self.grad_vae_model = self.grad_vae_patcher.model
+
+    @contextlib.contextmanager
+    def gradient_pass(self) -> Iterator[None]:
+        """One gradient pass (forward and backward): ComfyUI's training switch on and the
+        guider's model swapped for the gradient model where they differ; all restored on
+        exit, also when the pass fails or is interrupted."""
+        guider_model = self.guider.inner_model
+        with training_switch():
+            self.in_gradient_pass = True
+            self.guider.inner_model = self.grad_base
+            try:
+                yield
+            finally:
+                self.guider.inner_model = guider_model
+                self.in_gradient_pass = False
+
     def release(self) -> None:
         """Move the reward back where it was and drop cached tensors."""
         self.last_evaluation = None
+        if self.grad_patcher is not self.patcher:
+            self.grad_patcher.cleanup()
         if self._reward_home is not None:
             with torch.inference_mode(False):
                 self.reward.to(self._reward_home)
             self._reward_home = None
-        model_management.soft_empty_cache()
+        host_symbol("comfy.model_management.soft_empty_cache")()
 
     def memory_estimate(self, shape: tuple[int, ...]) -> float:
         """Bytes for one gradient micro-batch: ComfyUI's forward estimates for the
@@ -387,7 +591,10 @@ class SamplerBridge:
     def ensure_gradient_ready(self) -> int:
         """Convert inference-tensor weights of the model, its additional models, the
         VAE and the reward (cheap when nothing changed since the last call)."""
-        modules = [self.base, self.vae.first_stage_model]
+        vae_model = self.vae.first_stage_model if self.grad_vae_model is None else self.grad_vae_model
+        modules = [self.grad_base, vae_model]
+        # additional models (ControlNet, ...) are differentiated as they are: no delegate is made
+        # for them, so under dynamic VRAM they are untested (a GPU-only check)
         modules += [p.model for p in getattr(self.guider, "loaded_models", [])
                     if isinstance(getattr(p, "model", None), torch.nn.Module)]
         modules += list(self.reward.modules()) if hasattr(self.reward, "modules") else []
@@ -409,7 +616,8 @@ class SamplerBridge:
         """x̂0 [B, C, h, w] (model space) -> images [B, 3, H, W] float32, (decoded + 1)/2, unclamped."""
         latent = self.base.process_latent_out(x0)
         latent = latent.to(device=self.vae.device, dtype=self.vae.vae_dtype)
-        images = self.vae.first_stage_model.decode(latent)
+        vae_model = self.grad_vae_model if self.in_gradient_pass else self.vae.first_stage_model
+        images = vae_model.decode(latent)
         return (images.float() + 1.0) / 2.0
 
     def latent_reward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -424,6 +632,6 @@ class SamplerBridge:
 
     def start(self, sigmas: torch.Tensor) -> StartMap:
         """ComfyUI's noise_scaling at sigmas[0] for this run's latent image."""
-        max_denoise = comfy.samplers.Sampler().max_denoise(self.guider, sigmas)
+        max_denoise = host_symbol("comfy.samplers.Sampler")().max_denoise(self.guider, sigmas)
         return start_map(self.family, float(sigmas[0]), self.latent_image, max_denoise)
 

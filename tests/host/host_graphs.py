@@ -10,8 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
-CHANNELS = {"sd15": 4, "sd15v": 4, "flux": 16}
-CFG = {"sd15": 2.0, "sd15v": 2.0, "flux": 1.0}
+CHANNELS = {"sd15": 4, "sd15v": 4, "flux": 16, "lumina2": 16}
+CFG = {"sd15": 2.0, "sd15v": 2.0, "flux": 1.0, "lumina2": 2.0}
 SMC_STEPS = 4
 PARTICLES = 3
 

@@ -1,7 +1,9 @@
 """psi-sampler against a real ComfyUI server (see conftest.py for the host).
 
 Covers: registration and tooltips; the bridge's reward gradient against finite
-differences inside the real executor (EPS and flow); initial sampler → SMC
+differences inside the real executor (EPS, V-prediction, and flow: FLUX-like and
+Lumina 2-like, whose RoPE and q/k-norm+RoPE 0.33 runs through comfy-kitchen ops), also through
+the non-dynamic delegates that dynamic VRAM calls for (a CPU stand-in); initial sampler → SMC
 sampler → VAE Decode → Save Image; SamplerCustomAdvanced with the Ψ NOISE and
 the Ψ SAMPLER; bad inputs refused with clear messages; /interrupt within one
 step, a failing run, and the next prompt matching a fresh host; same seed →
@@ -84,18 +86,17 @@ def test_nodes_registered_with_tooltips(comfy):
     assert info["PsiSMCSamplerCustom"]["output"] == ["SAMPLER"]
 
 
-@pytest.mark.parametrize("family", (*FAMILIES, "sd15v"))
+@pytest.mark.parametrize("family", (*FAMILIES, "sd15v", "lumina2"))
 def test_gradient_matches_finite_differences(comfy, family):
     prompt, ids = graphs.gradcheck(family, rel_step=FD_REL_STEP.get(family, 3e-3))
     entry = comfy.run(prompt)
     assert_success(entry, comfy)
     report = outputs_of(entry, ids["check"], "psi_gradcheck")[0]
-    print(f"\n{family} gradient check: " + "; ".join(
-        f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
-        f"random-dir {c['random_direction']['rel_error']:.2e}" for c in report["checks"]))
-    assert report["family"] == {"sd15": "eps", "sd15v": "eps", "flux": "flow"}[family]
+    print_figures(family, report)
+    assert report["family"] == {"sd15": "eps", "sd15v": "eps", "flux": "flow", "lumina2": "flow"}[family]
     assert report["inference_weights_before"] > 0  # the executor really made inference tensors
     assert report["inference_weights_after"] == 0
+    assert report["gradient_models_are_delegates"] == [False, False]  # classic patchers: their own models
     if family == "flux":
         # FLUX's blocks are known to update saved activations in place: cloning is on from the
         # first gradient pass, so no pass is repeated
@@ -105,11 +106,41 @@ def test_gradient_matches_finite_differences(comfy, family):
     _assert_gradient_checks(report)
 
 
+def print_figures(label: str, report: dict) -> None:
+    print(f"\n{label} gradient check: " + "; ".join(
+        f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
+        f"random-dir {c['random_direction']['rel_error']:.2e}" for c in report["checks"]))
+
+
 def _assert_gradient_checks(report: dict) -> None:
     for check in report["checks"]:
         assert check["gradient_direction"]["rel_error"] < GRADIENT_DIRECTION_RTOL, check
         assert check["random_direction"]["rel_error"] < RANDOM_DIRECTION_RTOL, check
         assert check["batch_vs_single"] < 1e-4, check
+
+
+@pytest.mark.parametrize("family", ("sd15", "flux"))
+def test_dynamic_vram_gradients_run_through_non_dynamic_delegates(comfy, family):
+    """A MODEL and VAE whose patchers stand in for dynamic-VRAM ones (on a CPU no real
+    one can exist; see the fixture's dynamic_standin.py): every gradient pass runs through
+    the delegates, none through the dynamic models, whose weights stay untouched (no
+    conversion, so no copy of the whole model); the gradient still matches finite differences."""
+    prompt, ids = graphs.gradcheck(family, rel_step=FD_REL_STEP.get(family, 3e-3))
+    tiny_model = next(node for node in prompt.values() if node["class_type"] == "PsiTestTinyModel")
+    tiny_model["inputs"]["dynamic_standin"] = True
+    entry = comfy.run(prompt)
+    assert_success(entry, comfy)
+    report = outputs_of(entry, ids["check"], "psi_gradcheck")[0]
+    print_figures(f"{family} (dynamic stand-in, delegates)", report)
+    assert report["gradient_models_are_delegates"] == [True, True]
+    counts = report["standin_counts"]
+    assert counts.get("model_delegates_made") == 1 and counts.get("vae_delegates_made") == 1, counts
+    assert counts.get("model_delegate", 0) > 0 and counts.get("vae_delegate", 0) > 0, counts
+    assert counts.get("model_standin", 0) == 0 and counts.get("vae_standin", 0) == 0, counts
+    before = report["model_vae_inference_weights_before"]
+    assert before > 0 and report["model_vae_inference_weights_after"] == before
+    assert report["gradient_models_inference_weights"] == 0
+    _assert_gradient_checks(report)
 
 
 def test_unknown_inplace_model_is_detected_and_its_pass_repeated(comfy):
@@ -124,7 +155,7 @@ def test_unknown_inplace_model_is_detected_and_its_pass_repeated(comfy):
     _assert_gradient_checks(report)
 
 
-@pytest.mark.parametrize("family", (*FAMILIES, "sd15v"))
+@pytest.mark.parametrize("family", (*FAMILIES, "sd15v", "lumina2"))
 def test_initial_then_smc_graph(comfy, family):
     reward = "image_stats" if family.startswith("sd15") else "tiny_net"
     prompt, ids = graphs.initial_smc(family, seed=1, reward=reward)

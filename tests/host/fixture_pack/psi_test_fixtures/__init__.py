@@ -2,8 +2,11 @@
 
 Nodes:
   PsiTestTinyModel      tiny random-weight SD1.5-like (EPS) or FLUX-like (flow) MODEL, VAE, conditioning
+                        (optionally as stand-ins for dynamic-VRAM patchers)
   PsiTestReward         a PSI_REWARD: color (weight-free), tiny_net (weights), threshold (no gradient)
   PsiTestGradCheck      the bridge's gradient against finite differences, run by the real executor
+  PsiTestGradientFault  a gradient pass that fails (error, error in backward, interrupt): state before/after
+  PsiTestHostState      ComfyUI's globals that a gradient pass changes, between prompts
   PsiTestLatentDigest   sha256 and statistics of a LATENT, shown in /history
   PsiTestTraceSummary   a PSI_TRACE as JSON, shown in /history
 """
@@ -12,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import torch
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import fixture_rewards, gradcheck, tiny
+from . import dynamic_standin as standin
+from . import faults, fixture_rewards, gradcheck, tiny
 
 PsiReward = io.Custom("PSI_REWARD")
 PsiTrace = io.Custom("PSI_TRACE")
@@ -31,14 +36,21 @@ class PsiTestTinyModel(io.ComfyNode):
             node_id="PsiTestTinyModel", display_name="Ψ test: tiny model", category=CATEGORY,
             description="Tiny random-weight model, VAE and conditioning built with ComfyUI's classes (tests only).",
             inputs=[io.Combo.Input("family", options=list(tiny.FAMILIES), default="sd15", tooltip="Model family."),
-                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="Seed of the random weights.")],
+                    io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="Seed of the random weights."),
+                    io.Boolean.Input("dynamic_standin", default=False, optional=True,
+                                     tooltip="MODEL and VAE patchers stand in for dynamic-VRAM ones")],
             outputs=[io.Model.Output("model", tooltip="MODEL"), io.Vae.Output("vae", tooltip="VAE"),
                      io.Conditioning.Output("positive", tooltip="positive"),
                      io.Conditioning.Output("negative", tooltip="negative")])
 
     @classmethod
-    def execute(cls, family, seed):
-        return io.NodeOutput(*tiny.build(family, seed))
+    def execute(cls, family, seed, dynamic_standin=False):
+        model, vae, positive, negative = tiny.build(family, seed)
+        if dynamic_standin:
+            counts = Counter()
+            standin.make_standin(model, lambda: tiny.build(family, seed)[0], counts, "model")
+            standin.make_standin(vae.patcher, lambda: tiny.build(family, seed)[1].patcher, counts, "vae")
+        return io.NodeOutput(model, vae, positive, negative)
 
 
 class PsiTestReward(io.ComfyNode):
@@ -56,15 +68,18 @@ class PsiTestReward(io.ComfyNode):
         return io.NodeOutput(fixture_rewards.FixtureReward(kind, seed))
 
 
+def model_inputs() -> list:
+    return [io.Model.Input("model", tooltip="MODEL"), io.Conditioning.Input("positive", tooltip="positive"),
+            io.Conditioning.Input("negative", tooltip="negative")]
+
+
 class PsiTestGradCheck(io.ComfyNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
             node_id="PsiTestGradCheck", display_name="Ψ test: gradient check", category=CATEGORY,
             description="Bridge gradient vs central finite differences, inside ComfyUI's loop (tests only).",
-            inputs=[io.Model.Input("model", tooltip="MODEL"),
-                    io.Conditioning.Input("positive", tooltip="positive"),
-                    io.Conditioning.Input("negative", tooltip="negative"),
+            inputs=[*model_inputs(),
                     io.Float.Input("cfg", default=1.0, min=0.0, max=100.0, tooltip="cfg"),
                     io.Vae.Input("vae", tooltip="VAE"), PsiReward.Input("reward", tooltip="reward"),
                     io.Int.Input("steps", default=4, min=2, max=100, tooltip="schedule length"),
@@ -85,6 +100,35 @@ class PsiTestGradCheck(io.ComfyNode):
                                forget_inplace)
         text = json.dumps(report)
         return io.NodeOutput(text, ui={"psi_gradcheck": [report]})
+
+
+class PsiTestGradientFault(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestGradientFault", display_name="Ψ test: gradient fault", category=CATEGORY,
+            description="A failing gradient pass inside ComfyUI's loop and the state around it (tests only).",
+            inputs=[*model_inputs(), io.Vae.Input("vae", tooltip="VAE"),
+                    io.Combo.Input("fault", options=list(faults.FAULTS), default="error", tooltip="how it fails")],
+            outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, model, positive, negative, vae, fault):
+        return io.NodeOutput(ui={"psi_fault": [faults.run(model, positive, negative, vae, fault)]})
+
+
+class PsiTestHostState(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestHostState", display_name="Ψ test: host state", category=CATEGORY,
+            description="ComfyUI's globals that a gradient pass changes, as they are now (tests only).",
+            inputs=[io.Int.Input("nonce", default=0, min=0, max=2**31, tooltip="change it to run again")],
+            outputs=[], is_output_node=True)
+
+    @classmethod
+    def execute(cls, nonce):
+        return io.NodeOutput(ui={"psi_host_state": [faults.host_state()]})
 
 
 class PsiTestLatentDigest(io.ComfyNode):
@@ -126,7 +170,8 @@ class PsiTestTraceSummary(io.ComfyNode):
         return io.NodeOutput(ui={"psi_trace": [summary]})
 
 
-NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestLatentDigest, PsiTestTraceSummary]
+NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestGradientFault, PsiTestHostState,
+         PsiTestLatentDigest, PsiTestTraceSummary]
 
 
 class FixtureExtension(ComfyExtension):

@@ -5,7 +5,9 @@ inside a node, so under the executor's inference mode): r̂(x, σ) through the
 CFG-combined model, the VAE decoder and the reward. For each σ checked and each
 direction v (the gradient's own direction and a random one), compares
 ⟨∇_x r̂, v⟩ with the central difference (r̂(x + hv) − r̂(x − hv)) / 2h, and the
-gradient of a particle evaluated alone with the same particle in a batch.
+gradient of a particle evaluated alone with the same particle in a batch. With
+dynamic-VRAM stand-ins (dynamic_standin.py) it also reports which model and VAE
+the gradient passes ran through.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import sys
 
 import torch
+
+from . import dynamic_standin
 
 
 def pack_module(suffix: str):
@@ -82,6 +86,9 @@ def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_ste
             report["clone_saved"] = bridge.clone_saved
             report["retried"] = bridge.retried
             report["converted"] = bridge.converted
+            report["gradient_models_are_delegates"] = [bridge.grad_base is not bridge.base,
+                                                        bridge.grad_vae_model is not vae.first_stage_model]
+            report["gradient_models_inference_weights"] = inference_weights(bridge.grad_base, bridge.grad_vae_model)
         return x
 
     return sample
@@ -92,11 +99,15 @@ def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_in
     """Build a guider, run the check inside `guider.sample`, return the figures."""
     bridge = pack_module("nodes.host_bridge")
     report = {"inference_weights_before": inference_weights(model.model, vae.first_stage_model,
-                                                             *reward.modules())}
+                                                             *reward.modules()),
+              "model_vae_inference_weights_before": inference_weights(model.model, vae.first_stage_model)}
     latent = torch.zeros((1, vae.latent_channels, 8, 8))
     sigmas = bridge.schedule(model, "simple", steps, 1.0)
     guider = bridge.cfg_guider(model, positive, negative, cfg)
     function = check_function(bridge, vae, reward, sigma_indices, rel_step, seed, report, forget_inplace)
-    bridge.sample_with(guider, torch.zeros_like(latent), latent, sigmas, function, seed)
+    with dynamic_standin.claim_dynamic(bridge):
+        bridge.sample_with(guider, torch.zeros_like(latent), latent, sigmas, function, seed)
     report["inference_weights_after"] = inference_weights(model.model, vae.first_stage_model, *reward.modules())
+    report["model_vae_inference_weights_after"] = inference_weights(model.model, vae.first_stage_model)
+    report["standin_counts"] = dynamic_standin.counts_of(model)
     return report

@@ -1,6 +1,8 @@
 """Tiny random-weight models built with ComfyUI's own classes (test-only).
 
-SD1.5-like UNet (EPS) and FLUX-like DiT (flow, CONST) with AutoencoderKL VAEs for
+SD1.5-like UNet (EPS), FLUX-like DiT and Lumina 2-like NextDiT (flow, CONST; the
+NextDiT with q/k RMSNorm, which ComfyUI 0.33 fuses with RoPE in a comfy-kitchen op
+outside training) with AutoencoderKL VAEs for
 4- and 16-channel latents (/8 downscale), plus their conditioning. ComfyUI's ops
 skip weight initialisation, so every parameter is set by hand from a seeded
 generator. Built inside a node, the weights are inference tensors, like the
@@ -9,8 +11,11 @@ weights of ComfyUI's own loaders.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+import comfy.ldm.flux.model
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
@@ -18,7 +23,7 @@ import comfy.sd
 import comfy.supported_models
 from comfy.ldm.models.autoencoder import AutoencoderKL
 
-FAMILIES = ("sd15", "sd15v", "flux")
+FAMILIES = ("sd15", "sd15v", "flux", "lumina2")
 
 SD15_UNET = {
     "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
@@ -36,7 +41,21 @@ FLUX_DIT = {
     "dtype": torch.float32,
 }
 
+# keys that ComfyUI 0.3.64's NextDiT accepts too (0.33 added rope_theta and others with defaults)
+LUMINA2_DIT = {
+    "image_model": "lumina2", "patch_size": 2, "in_channels": 16, "dim": 64, "n_layers": 1, "n_refiner_layers": 1,
+    "n_heads": 2, "n_kv_heads": 2, "multiple_of": 16, "ffn_dim_multiplier": 4.0, "norm_eps": 1e-5, "qk_norm": True,
+    "cap_feat_dim": 32, "axes_dims": [8, 12, 12], "axes_lens": [64, 64, 64], "dtype": torch.float32,
+}
+
 WEIGHT_STD = 0.2
+
+
+def flux_config() -> dict:
+    """FLUX_DIT for this host: ComfyUI 0.33 made `FluxParams.txt_ids_dims` a required field
+    (`[]` for FLUX.1, as comfy/model_detection.py sets it); 0.3.64 has no such field."""
+    fields = {f.name for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
+    return {**FLUX_DIT, "txt_ids_dims": []} if "txt_ids_dims" in fields else dict(FLUX_DIT)
 
 
 def init_weights_(module: torch.nn.Module, generator: torch.Generator, std: float = WEIGHT_STD) -> None:
@@ -73,7 +92,7 @@ def _patcher(model) -> comfy.model_patcher.ModelPatcher:
 
 def build(family: str, seed: int):
     """(MODEL, VAE, positive, negative) for "sd15" (EPS), "sd15v" (the same UNet with
-    V-prediction, as SD2.x-768 checkpoints) or "flux" (flow)."""
+    V-prediction, as SD2.x-768 checkpoints), "flux" or "lumina2" (flow)."""
     generator = torch.Generator().manual_seed(int(seed))
     if family in ("sd15", "sd15v"):
         config = comfy.supported_models.SD15(dict(SD15_UNET))
@@ -87,12 +106,20 @@ def build(family: str, seed: int):
         negative = [[context * 0.25, {}]]
         channels = 4
     elif family == "flux":
-        model = comfy.supported_models.Flux(dict(FLUX_DIT)).get_model({})
+        model = comfy.supported_models.Flux(flux_config()).get_model({})
         init_weights_(model.diffusion_model, generator)
         text = torch.randn((1, 5, 32), generator=generator)
         pooled = torch.randn((1, 32), generator=generator)
         positive = [[text, {"pooled_output": pooled, "guidance": 3.5}]]
         negative = [[torch.zeros_like(text), {"pooled_output": torch.zeros_like(pooled), "guidance": 3.5}]]
+        channels = 16
+    elif family == "lumina2":
+        model = comfy.supported_models.Lumina2(dict(LUMINA2_DIT)).get_model({})
+        init_weights_(model.diffusion_model, generator)
+        text = torch.randn((1, 5, 32), generator=generator)
+        mask = torch.ones((1, 5), dtype=torch.long)  # 0.3.64 takes num_tokens only from the text encoder's mask
+        positive = [[text, {"attention_mask": mask}]]
+        negative = [[text * 0.25, {"attention_mask": mask}]]
         channels = 16
     else:
         raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")

@@ -1,0 +1,21 @@
+"""Run a probe script with the host's python in the host's folder; its last stdout line is JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from conftest import host_location
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_probe(script: str, *args: str, timeout: float = 300.0) -> dict:
+    root, python, reason = host_location()
+    assert reason is None, reason
+    done = subprocess.run([str(python), str(HERE / script), *args], cwd=root, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
