@@ -7,13 +7,14 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import host_location
+from host_graphs import host_conftest
 
 HERE = Path(__file__).resolve().parent
+REPO, FIXTURE_PACK = host_conftest().REPO, host_conftest().FIXTURE_PACK
 
 
 def run_probe(script: str, *args: str, timeout: float = 300.0) -> dict:
-    root, python, reason = host_location()
+    root, python, reason = host_conftest().host_location()  # pytest loads conftest under its own name
     assert reason is None, reason
     done = subprocess.run([str(python), str(HERE / script), *args], cwd=root, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -9,8 +9,7 @@ symbol and the tested range.
 
 from __future__ import annotations
 
-from conftest import REPO
-from host_probe import run_probe
+from host_probe import REPO, run_probe
 
 TESTED = "0.3.64 – 0.33.0"
 PSI_NODES = {"PsiInitialSampler", "PsiSMCSampler", "PsiSMCSamplerCustom", "PsiImageStatsReward", "PsiScoreImages"}

@@ -10,8 +10,7 @@ the delegate next to a streamed model, VRAM and RAM use) is not tested here.
 
 from __future__ import annotations
 
-from conftest import FIXTURE_PACK, REPO
-from host_probe import run_probe
+from host_probe import FIXTURE_PACK, REPO, run_probe
 
 
 def test_gradient_patcher_uses_comfyuis_non_dynamic_delegate():
