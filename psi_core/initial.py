@@ -36,7 +36,10 @@ class InitialConfig:
     num_particles K, num_chains C, mcmc_steps T (iterations per chain, burn-in
     included), burn_in B, step_size δ, alpha_mcmc (temperature of the tilt),
     grad_clip (max RMS of ∇_ε f; None = off), adapt_step_size (tune δ during
-    burn-in towards target_acceptance), topk_candidates N (topk only; 0 = 4·K).
+    burn-in towards target_acceptance, starting from step_size — the paper's δ = 0.5 —
+    and frozen after it; on by default because a fixed δ can stop the chains moving
+    under strong tilts; nothing to tune when burn_in = 0), topk_candidates N (topk
+    only; 0 = 4·K).
     """
 
     method: str = "pcnl"
@@ -47,7 +50,7 @@ class InitialConfig:
     step_size: float = 0.5
     alpha_mcmc: float = 0.1
     grad_clip: float | None = None
-    adapt_step_size: bool = False
+    adapt_step_size: bool = True
     target_acceptance: float = 0.6
     topk_candidates: int = 0
 
@@ -72,8 +75,6 @@ class InitialConfig:
                 validation.positive_finite("grad_clip", self.grad_clip)
             if self.adapt_step_size:
                 validation.in_range("target_acceptance", self.target_acceptance, 0.0, 1.0, low_open=True, high_open=True)
-                if self.burn_in < 1:
-                    raise ValueError("adapt_step_size tunes δ during burn-in: burn_in must be >= 1")
         if self.method == "topk":
             validation.integer_at_least("topk_candidates", self.topk_candidates, 0)
             if self.topk_candidates and self.topk_candidates < self.num_particles:

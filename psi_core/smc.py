@@ -272,6 +272,9 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
         # whose gradient pass is the memory peak
         del mean, noise
         new_eval = lookahead(x_new, sigma_next, need_grad_next)
+        if config.guided and not bool(new_eval.valid.any()) and bool(evaluation.valid.any()):
+            _diverged(f"the reward of all {k} proposed states is not finite (|x| up to "
+                      f"{float(x_new.abs().max()):.3g})", evaluation, step, sigma, sigma_next, config)
         fixed = log_ratio - _scaled(evaluation.reward, lam / config.alpha)
         if not config.tempering or last_noisy:
             lam_next = 1.0
@@ -291,12 +294,17 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
 
 def _check_finite(x_new: torch.Tensor, evaluation: Evaluation, step: int, sigma: float, sigma_next: float,
                   config: SMCConfig) -> None:
-    """Raise ProposalDivergedError naming what controls it when a proposed state is not finite."""
+    """Raise ProposalDivergedError when a proposed state is not finite."""
     bad = ~torch.isfinite(x_new.flatten(1)).all(1)
-    if not bool(bad.any()):
-        return
-    count, k = int(bad.sum()), x_new.shape[0]
-    where = f"step {step} (σ {sigma:.4g} → {sigma_next:.4g}): {count} of {k} proposed states are not finite"
+    if bool(bad.any()):
+        what = f"{int(bad.sum())} of {x_new.shape[0]} proposed states are not finite"
+        _diverged(what, evaluation, step, sigma, sigma_next, config)
+
+
+def _diverged(what: str, evaluation: Evaluation, step: int, sigma: float, sigma_next: float,
+              config: SMCConfig) -> None:
+    """ProposalDivergedError naming the option that controls the proposal."""
+    where = f"step {step} (σ {sigma:.4g} → {sigma_next:.4g}): {what}"
     if not bool(torch.isfinite(evaluation.x0_hat.flatten(1)).all()):
         raise ProposalDivergedError(f"{where}; the model's prediction x̂0 was already not finite")
     if config.guided and config.guidance_clip <= 0:
@@ -305,7 +313,8 @@ def _check_finite(x_new: torch.Tensor, evaluation: Evaluation, step: int, sigma:
             f"guidance_clip > 0 (1.0 keeps each shift within one noise standard deviation) or lower guidance "
             f"(now {config.guidance:g}) or raise alpha (now {config.alpha:g})")
     raise ProposalDivergedError(
-        f"{where}; lower guidance (now {config.guidance:g}) or guidance_clip (now {config.guidance_clip:g})")
+        f"{where}; the proposal diverged: lower guidance (now {config.guidance:g}) or guidance_clip "
+        f"(now {config.guidance_clip:g})")
 
 
 def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahead, config: SMCConfig,

@@ -33,7 +33,9 @@ class ToySettings:
     gradient_free: bool = False
     ess_threshold: float = 0.5
     resampling: str = "systematic"
-    adapt_step_size: bool = False
+    adapt_step_size: bool = True
+    tempering: bool = True
+    guidance_clip: float = 1.0
 
 
 def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
@@ -61,6 +63,7 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
         result = run_smc(initial, problem.sigmas, lookahead,
                          SMCConfig(alpha=problem.alpha, kernel=problem.kernel, gradient_free=settings.gradient_free,
                                    ess_threshold=settings.ess_threshold, resampling=settings.resampling,
+                                   tempering=settings.tempering, guidance_clip=settings.guidance_clip,
                                    output="all"),
                          problem.family, generator)
         samples = result.particles
@@ -79,6 +82,9 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
         "energy_distance_plugin": energy_distance(samples.cpu(), weights, exact, unbiased=False),
         **mode_report(samples.cpu(), weights, problem.target),
         "acceptance": acceptance,
+        "final_step_size": None if settings.method == "bon" else result.trace.final_step_size,
+        "min_ess": None if settings.method == "bon" else result.trace.min_ess,
+        "ess": None if settings.method == "bon" else result.log_weights.ess,
         "wall_s": wall,
     }
     report["reward_gap"] = abs(report["reward_mean"] - report["target_reward_mean"])

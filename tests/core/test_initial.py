@@ -57,21 +57,27 @@ def test_acceptance_statistics_per_chain_and_overall():
     rows = torch.stack([r.accepted.float() for r in initial.trace.mcmc[10:]])
     assert torch.allclose(per_chain, rows.mean(0))
     assert abs(initial.trace.acceptance - float(rows.mean())) < 1e-6
-    assert all(r.step_size == 0.5 for r in initial.trace.mcmc)
 
 
 def test_adaptive_step_size_moves_during_burn_in_only():
     problem = small_problem("flow")
     # MALA at δ = 4 accepts ≈ 10% on this toy (measured); asking for 70% shrinks δ
-    fixed, _ = _draw(problem, method="mala", step_size=4.0, mcmc_steps=40, burn_in=30)
-    adapted, _ = _draw(problem, method="mala", step_size=4.0, adapt_step_size=True, target_acceptance=0.7,
-                       mcmc_steps=40, burn_in=30)
+    fixed, _ = _draw(problem, method="mala", step_size=4.0, mcmc_steps=40, burn_in=30, adapt_step_size=False)
+    adapted, _ = _draw(problem, method="mala", step_size=4.0, target_acceptance=0.7, mcmc_steps=40, burn_in=30)
     sizes = [r.step_size for r in adapted.trace.mcmc]
     assert sizes[0] == 4.0
     assert len(set(sizes[30:])) == 1  # frozen after burn-in
     assert sizes[-1] < 2.5
-    assert adapted.trace.acceptance > fixed.trace.acceptance + 0.3
-    assert all(r.step_size == 4.0 for r in fixed.trace.mcmc)  # off by default
+    assert adapted.trace.final_step_size == sizes[-1]
+    assert adapted.trace.to_dict()["final_step_size"] == sizes[-1]
+    assert adapted.trace.acceptance > fixed.trace.acceptance + 0.3  # adaptation is on by default
+    assert all(r.step_size == 4.0 for r in fixed.trace.mcmc)
+    assert fixed.trace.final_step_size == 4.0
+
+
+def test_without_burn_in_the_step_size_stays_fixed():
+    initial, _ = _draw(small_problem("flow"), num_particles=4, mcmc_steps=6, burn_in=0)
+    assert [r.step_size for r in initial.trace.mcmc] == [0.5] * 6
 
 
 def test_a_bfloat16_model_still_gets_float32_mh_arithmetic():
