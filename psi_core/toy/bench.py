@@ -1,6 +1,10 @@
 """Quality at equal NFE on the exact-target toy (benchmark table 1).
 
     python -m psi_core.toy.bench [--dims 2 64 1024 4096 16384] [--seeds 5] [--out docs/benchmarks.md]
+    python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 [--untempered]
+
+The second form prints the equal-NFE verdict (500 NFE, flow, the current defaults):
+prior SMC, gradient-free SMC, MALA + SMC, Ψ and Best-of-N, mean ± standard error.
 
 For every dimension and parameterisation, every initial-particle method with SMC,
 Best-of-N and gradient-free SMC run at the same NFE; the table gives mean ± sd over
@@ -21,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from .problems import figure1
+from ..weights import AllParticlesInvalidError, ProposalDivergedError
+from .problems import DENOISERS, figure1
 from .run import ToySettings, run_toy
 
 ROWS = (("prior", False), ("topk", False), ("ula", False), ("mala", False), ("pcnl", False),
@@ -59,12 +64,59 @@ def table(dims: list[int], seeds: int, nfe_for) -> list[str]:
     return lines
 
 
+VERDICT_ROWS = (("prior", False, "prior SMC"), ("prior", True, "gradient-free SMC"), ("mala", False, "MALA + SMC"),
+                ("pcnl", False, "Ψ (pCNL + SMC)"), ("bon", False, "Best-of-N"))
+
+
+def _se(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {se:.3f}"
+
+
+def verdict_table(dims: list[int], seeds: int, denoiser: str, nfe: int = 500, tempering: bool = True) -> list[str]:
+    """The equal-NFE verdict with the current defaults (tempered twist, controlled shift,
+    adaptive δ; `tempering=False` for λ = 1 throughout): flow family, mean ± standard error
+    over seeds."""
+    lines = ["| denoiser | d | method | K | reward gap | energy distance | final ESS | min ESS | acceptance | "
+             "non-finite runs | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for dim in dims:
+        problem = figure1("flow", dim=dim, denoiser=denoiser)
+        for method, gradient_free, name in VERDICT_ROWS:
+            runs, failed = [], 0
+            for seed in range(seeds):
+                try:
+                    runs.append(run_toy(problem, ToySettings(method=method, nfe=nfe, seed=seed, tempering=tempering,
+                                                             gradient_free=gradient_free, target_samples=1000)))
+                except (ProposalDivergedError, AllParticlesInvalidError):
+                    failed += 1
+            if not runs:
+                lines.append(f"| {denoiser} | {dim} | {name} | — | — | — | — | — | — | {failed}/{seeds} | — |")
+                continue
+            lines.append(
+                f"| {denoiser} | {dim} | {name} | {runs[0]['particles']} | {_se([r['reward_gap'] for r in runs])} | "
+                f"{_se([r['energy_distance'] for r in runs])} | {_se([r['ess'] for r in runs])} | "
+                f"{_se([r['min_ess'] for r in runs])} | {_se([r['acceptance'] for r in runs])} | {failed}/{seeds} | "
+                f"{statistics.mean(r['wall_s'] for r in runs):.2f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m psi_core.toy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64, 1024, 4096, 16384])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default="docs/benchmarks.md")
+    parser.add_argument("--verdict", choices=DENOISERS, default=None,
+                        help="print the equal-NFE verdict table (500 NFE, flow) for this denoiser instead")
+    parser.add_argument("--untempered", action="store_true", help="verdict with λ = 1 throughout")
     args = parser.parse_args(argv)
+    if args.verdict:
+        torch.set_num_threads(1)
+        verdict_table(args.dims, args.seeds, args.verdict, tempering=not args.untempered)
+        return 0
     started = time.perf_counter()
     lines = table(args.dims, args.seeds, lambda d: 500 if d == 2 else 400)
     header = [
