@@ -7,8 +7,8 @@ controlled guided shift). References: the closed-form tilted output law of the
 untilted sampler for the Gaussian; for the mixture a float64 importance-weighted
 run of the untilted chain, itself checked against the closed form on the Gaussian.
 
-Tolerances, fixed before the runs: the estimate is the mean over 16 seeds, its
-standard error sd/√16 combined with the reference's; |z| ≤ 3.5 for E[r] and
+Tolerances, fixed before the runs: the estimate is the mean over 12 seeds, its
+standard error sd/√12 combined with the reference's; |z| ≤ 3.5 for E[r] and
 |z| ≤ 4.0 for each of the 8 coordinates of the posterior mean (a max over 8
 t-statistics); no run may collapse: the median over seeds of the smallest ESS is at
 least 2.5% of K (the untempered twist gave 1–20 at α = 0.3).
@@ -25,9 +25,9 @@ from psi_core import SMCConfig
 from psi_core.toy.exact import (exact_moments, exact_problem, exact_reference, over_seeds, reference_sampler,
                                 smc_estimate, z_scores)
 
-SEEDS = 16
+SEEDS = 12
 PARTICLES = 4000
-REFERENCE_RUNS = 600_000
+REFERENCE_RUNS = 250_000
 Z_REWARD = 3.5
 Z_MEAN = 4.0
 MIN_ESS_FRACTION = 0.025
@@ -44,7 +44,7 @@ def one_thread():
 @pytest.mark.parametrize("family", ["eps", "flow"])
 def test_reference_sampler_matches_the_closed_form_on_the_gaussian(family):
     problem = exact_problem("gaussian", family)
-    reference = reference_sampler(problem, [1.0, 0.3], 300_000, seed=1)
+    reference = reference_sampler(problem, [1.0, 0.3], 200_000, seed=1)
     for alpha, estimate in reference.items():
         z_reward, z_mean = z_scores(estimate, exact_moments(problem, alpha))
         assert abs(z_reward) <= Z_REWARD, (alpha, estimate.reward, z_reward)
