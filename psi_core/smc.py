@@ -19,7 +19,8 @@ The control is a deterministic function of x, so q is still Gaussian with a know
 mean and the increment is the exact density ratio of the proposal actually used.
 λ_{t+1} ∈ [λ_t, 1] is the largest value whose conditional ESS of the increments
 (Zhou, Johansen & Aston 2016) stays at `tempering_ess`, found by bisection after
-the move; it is 1 at the last σ > 0.
+the move, but at least λ_t^((n−1)/n) with n stochastic steps left (a geometric path
+in log λ), so it reaches 1 at the last σ > 0 without a final jump.
 
 One look-ahead evaluation per particle per step: r̂(x', σ') and its gradient are
 what the next step needs, so they are cached and index-selected on resampling.
@@ -188,6 +189,15 @@ def next_lambda(log_w: torch.Tensor, fixed: torch.Tensor, reward: torch.Tensor, 
     return low
 
 
+def lambda_floor(lam: float, remaining: int) -> float:
+    """λ^((n−1)/n) for n = `remaining` stochastic steps: the geometric path from λ to 1 in log λ,
+    so λ reaches 1 by the last noisy step however long the conditional ESS holds it back
+    (0 stays 0: a twist not yet started has no path)."""
+    if lam <= 0.0:
+        return 0.0
+    return lam ** ((remaining - 1) / remaining)
+
+
 def initial_lambda(reward: torch.Tensor, config: "SMCConfig", alpha_mcmc: float | None) -> float:
     """λ_0: 1 without tempering; for particles from the α_mcmc tilt the λ at which their
     weights are flat, min(1, α/α_mcmc); for untilted ones the largest λ whose weights
@@ -226,10 +236,11 @@ def controlled_shift(grad: torch.Tensor, scale: float, s: float, clip: float) ->
 
 def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookahead: Lookahead,
              config: SMCConfig, family: str, generator: torch.Generator, need_grad_next: bool,
-             record_x0: bool = False, last_noisy: bool = False) -> tuple[SMCState, SMCRecord]:
+             record_x0: bool = False, remaining: int = 1) -> tuple[SMCState, SMCRecord]:
     """Resample if ESS < τ·K, then move every particle σ → σ', choose λ_{t+1} and reweight.
 
-    `last_noisy`: σ' is the last σ > 0 of the schedule, where λ must reach 1."""
+    `remaining`: stochastic steps left including this one (1: σ' is the last σ > 0, where λ
+    must reach 1); λ rises at least geometrically towards 1, λ' ≥ λ^((n−1)/n)."""
     k = state.x.shape[0]
     ess = state.log_weights.ess
     if config.ess_threshold > 0 and ess < config.ess_threshold * k:
@@ -276,11 +287,12 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
             _diverged(f"the reward of all {k} proposed states is not finite (|x| up to "
                       f"{float(x_new.abs().max()):.3g})", evaluation, step, sigma, sigma_next, config)
         fixed = log_ratio - _scaled(evaluation.reward, lam / config.alpha)
-        if not config.tempering or last_noisy:
+        if not config.tempering or remaining <= 1:
             lam_next = 1.0
         else:
-            lam_next = next_lambda(torch.log(log_weights.normalized), fixed, new_eval.reward, lam, config.alpha,
-                                   config.tempering_ess)
+            lam_next = max(next_lambda(torch.log(log_weights.normalized), fixed, new_eval.reward, lam,
+                                       config.alpha, config.tempering_ess),
+                           lambda_floor(lam, remaining))
         increment = fixed + _scaled(new_eval.reward, lam_next / config.alpha)
     log_weights = log_weights.add(increment)
     record = SMCRecord(
@@ -345,7 +357,7 @@ def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahea
         need_grad_next = config.guided and i + 2 < steps  # the state after step i+1 moves stochastically
         state, record = smc_step(state, i, schedule[i], schedule[i + 1], lookahead, config, family,
                                  generator, need_grad_next, record_x0=i in record_steps,
-                                 last_noisy=i + 2 == steps)
+                                 remaining=steps - 1 - i)
         trace.smc.append(record)
         if on_step is not None:
             on_step(i + 1, steps, record, state)

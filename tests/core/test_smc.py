@@ -16,8 +16,8 @@ from psi_core import InitialConfig, Lookahead, NFECounter, SMCConfig, draw_initi
 from psi_core.budget import mcmc_nfe, smc_nfe
 from psi_core.families import ancestral_coefficients, kernel_coefficients
 from psi_core.resampling import resample
-from psi_core.smc import (SMCState, conditional_ess, initial_log_weights, next_lambda, select_output, smc_init,
-                          smc_step)
+from psi_core.smc import (SMCState, conditional_ess, initial_log_weights, lambda_floor, next_lambda, select_output,
+                          smc_init, smc_step)
 from psi_core.toy import figure1
 from psi_core.toy.metrics import mode_masses
 from psi_core.weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
@@ -109,6 +109,17 @@ def test_next_lambda_keeps_the_conditional_ess_at_the_target():
     assert next_lambda(log_w, torch.zeros(k, dtype=torch.float64), 1e-6 * reward, 0.1, 0.5, 0.9) == 1.0
     # when λ itself already falls short, it stays
     assert next_lambda(log_w, 30 * fixed, reward, 0.3, 0.5, 0.9) == 0.3
+
+
+def test_lambda_floor_is_the_geometric_path_to_one():
+    assert lambda_floor(0.01, 1) == 1.0  # the last noisy step reaches the full twist
+    assert math.isclose(lambda_floor(0.01, 2), 0.1)
+    path = [0.001]
+    for n in range(10, 0, -1):
+        path.append(lambda_floor(path[-1], n))
+    ratios = [b / a for a, b in zip(path, path[1:])]
+    assert max(ratios) / min(ratios) < 1 + 1e-9 and path[-1] == 1.0  # equal factors in λ
+    assert lambda_floor(0.0, 5) == 0.0
 
 
 def test_untempered_runs_keep_lambda_one_and_tempered_ones_reach_it_by_the_last_noisy_step():
