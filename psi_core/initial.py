@@ -27,6 +27,9 @@ from .trace import MCMCRecord, Trace
 
 INITIAL_METHODS = ("pcnl", "mala", "ula", "prior", "topk")
 MAX_STEP_SIZE = {"pcnl": 4.0, "mala": 10.0, "ula": 10.0}
+# δ is tuned on the Metropolis–Hastings acceptance; ULA accepts every finite move, so adapting
+# its δ towards a target acceptance would only grow it
+ADAPTIVE_METHODS = ("pcnl", "mala")
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,8 @@ class InitialConfig:
     grad_clip (max RMS of ∇_ε f; None = off), adapt_step_size (tune δ during
     burn-in towards target_acceptance, starting from step_size — the paper's δ = 0.5 —
     and frozen after it; on by default because a fixed δ can stop the chains moving
-    under strong tilts; nothing to tune when burn_in = 0), topk_candidates N (topk
-    only; 0 = 4·K).
+    under strong tilts; nothing to tune when burn_in = 0 or for ULA, which has no
+    acceptance test), topk_candidates N (topk only; 0 = 4·K).
     """
 
     method: str = "pcnl"
@@ -188,7 +191,7 @@ def _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iterati
         record = MCMCRecord(iteration=i, step_size=step_size, accepted=info.accepted.cpu(),
                             reward=state.evaluation.reward.detach().cpu(), burn_in=burn)
         trace.mcmc.append(record)
-        if burn and config.adapt_step_size:
+        if burn and config.adapt_step_size and config.method in ADAPTIVE_METHODS:
             # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel
             gain = 1.0 / (i + 1) ** 0.6
             log_step += gain * (float(info.accepted.float().mean()) - config.target_acceptance)

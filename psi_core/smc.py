@@ -317,6 +317,9 @@ def _diverged(what: str, evaluation: Evaluation, step: int, sigma: float, sigma_
               config: SMCConfig) -> None:
     """ProposalDivergedError naming the option that controls the proposal."""
     where = f"step {step} (σ {sigma:.4g} → {sigma_next:.4g}): {what}"
+    if not bool(torch.isfinite(evaluation.x0_hat.flatten(1)).all()) and step == 0:
+        raise ProposalDivergedError(f"{where}; the starting particles' prediction x̂0 was already not finite: "
+                                    "the initial sampler diverged (lower its step_size or set grad_clip)")
     if not bool(torch.isfinite(evaluation.x0_hat.flatten(1)).all()):
         raise ProposalDivergedError(f"{where}; the model's prediction x̂0 was already not finite")
     if config.guided and config.guidance_clip <= 0:

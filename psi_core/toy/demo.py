@@ -20,34 +20,21 @@ from pathlib import Path
 
 import torch
 
-from ..budget import NFECounter, plan_budget
-from ..initial import InitialConfig, draw_initial
-from ..lookahead import Lookahead
+from ..families import FAMILIES
 from ..rng import make_generator
-from ..smc import SMCConfig, run_smc
 from .plot import BOUNDS, Panel, draw_panels
-from .problems import figure1
-from .run import ToySettings, run_toy
+from .problems import DENOISERS, figure1
+from .run import ToySettings, sample_toy, toy_metrics
 
 TABLE_METHODS = ("prior", "topk", "ula", "mala", "pcnl", "bon")
 LABELS = {"prior": "prior SMC (TDS)", "topk": "Top-K + SMC", "ula": "ULA + SMC", "mala": "MALA + SMC",
           "pcnl": "Psi-Sampler (pCNL)", "bon": "Best-of-N"}
 COLUMNS = ("energy_distance", "reward_gap", "mode_mass_error", "modes_covered", "acceptance", "nfe")
-
-
-def _particles(problem, method: str, nfe: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    steps = problem.sigmas.numel() - 1
-    plan = plan_budget(method, nfe, steps, 10)
-    generator = make_generator(seed)
-    lookahead = Lookahead(problem.denoiser, problem.reward, grad_batch_size=64, counter=NFECounter())
-    config = InitialConfig(method=method, num_particles=plan.num_particles, num_chains=10,
-                           mcmc_steps=max(plan.mcmc_steps, 1), burn_in=plan.mcmc_steps // 2,
-                           alpha_mcmc=problem.alpha_mcmc)
-    initial = draw_initial(config, lookahead, problem.start(), (problem.dim,), float(problem.sigmas[0]), generator)
-    result = run_smc(initial, problem.sigmas, lookahead,
-                     SMCConfig(alpha=problem.alpha, kernel=problem.kernel, output="all"),
-                     problem.family, generator)
-    return result.particles, result.log_weights.normalized
+# The regime shown by default: where docs/benchmarks.md's equal-NFE table ("The equal-NFE verdict beyond
+# 2-D") separates Ψ from prior SMC most clearly (largest difference in energy distance in standard errors).
+REGIME = ("tweedie", 64)
+REGIME_WHY = "TO BE FILLED"
+CHOICE = "TO BE FILLED"
 
 
 def _fmt(values: list) -> str:
@@ -62,18 +49,26 @@ def _fmt(values: list) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m psi_core.toy.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/figure1.png")
-    parser.add_argument("--seeds", type=int, default=30, help="seeds behind the table")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds behind the table")
     parser.add_argument("--figure-seeds", type=int, default=5, help="seeds overlaid in the figure")
     parser.add_argument("--nfe", type=int, default=500)
-    parser.add_argument("--kind", default="flow", choices=("flow", "eps"))
+    parser.add_argument("--kind", default="flow", choices=FAMILIES)
+    parser.add_argument("--denoiser", default=REGIME[0], choices=DENOISERS,
+                        help=f"the toy model (default {REGIME[0]}: see the regime line the demo prints)")
+    parser.add_argument("--dim", type=int, default=REGIME[1], help=f"dimension (default {REGIME[1]})")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    problem = figure1(args.kind)
-    rows = {m: [run_toy(problem, ToySettings(method=m, nfe=args.nfe, seed=s)) for s in range(args.seeds)]
+    problem = figure1(args.kind, dim=args.dim, denoiser=args.denoiser)
+    runs = {m: [sample_toy(problem, ToySettings(method=m, nfe=args.nfe, seed=s)) for s in range(args.seeds)]
             for m in TABLE_METHODS}
+    rows = {m: [toy_metrics(problem, run, s) for s, run in enumerate(runs[m])] for m in TABLE_METHODS}
 
-    print(f"Figure-1 toy ({args.kind}, d=2, {args.nfe} NFE, α={problem.alpha}, {args.seeds} seeds); "
-          f"exact E[r] under the target = {problem.target_reward_mean:.4f}")
+    default = (args.denoiser, args.dim, args.kind) == (*REGIME, "flow")
+    print(f"Regime: {args.denoiser} denoiser, d = {args.dim}, {args.kind}, {args.nfe} NFE — "
+          + (REGIME_WHY if default else "chosen on the command line (the default regime is "
+             f"{REGIME[0]}, d = {REGIME[1]}, flow)"))
+    print(f"Figure-1 toy ({args.kind}, d={args.dim}, {args.denoiser}, {args.nfe} NFE, α={problem.alpha}, "
+          f"{args.seeds} seeds); exact E[r] under the target = {problem.target_reward_mean:.4f}")
     header = f"{'method':<18}" + "".join(f"{c:>22}" for c in COLUMNS)
     print(header)
     print("-" * len(header))
@@ -85,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
              / statistics.mean(r["energy_distance"] for r in rows["prior"]))
     print(f"Psi-Sampler / prior SMC mean energy distance: {ratio:.2f} "
           f"(K = {rows['pcnl'][0]['particles']} vs {rows['prior'][0]['particles']} particles at this budget)")
+    print(CHOICE)
 
     gen = make_generator(12345)
     prior_samples, _ = problem.prior.sample(1000, gen)
@@ -92,16 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     panels = [Panel("prior p0 (exact samples)", prior_samples, None, (90, 90, 90)),
               Panel("target p0*exp(r/alpha) (exact)", target_samples, None, (30, 120, 30))]
     for method, colour in (("prior", (200, 60, 40)), ("mala", (200, 140, 0)), ("pcnl", (40, 80, 200))):
-        pts, wts = zip(*(_particles(problem, method, args.nfe, s) for s in range(args.figure_seeds)))
-        panels.append(Panel(f"{LABELS[method]}", torch.cat(pts), torch.cat(wts), colour))
+        shown = runs[method][: args.figure_seeds]
+        panels.append(Panel(f"{LABELS[method]}", torch.cat([r.samples for r in shown]),
+                            torch.cat([r.weights for r in shown]), colour))
     lo, hi = BOUNDS
     grid = torch.linspace(lo, hi, 120, dtype=torch.float64)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
-    reward_map = problem.reward(torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)).reshape(120, 120)
+    # the reward on the plane of the first two coordinates, the others at the reward's centre
+    plane = problem.reward.centre.repeat(grid.numel() ** 2, 1)
+    plane[:, 0], plane[:, 1] = xx.reshape(-1), yy.reshape(-1)
+    reward_map = problem.reward(plane).reshape(120, 120)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     draw_panels(panels, contours=reward_map).save(out)
-    print(f"wrote {out} in {time.perf_counter() - started:.1f} s")
+    print(f"wrote {out} (the first two coordinates) in {time.perf_counter() - started:.1f} s")
     return 0
 
 

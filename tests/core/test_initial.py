@@ -91,3 +91,8 @@ def test_a_bfloat16_model_still_gets_float32_mh_arithmetic():
     assert initial.evaluation.grad.dtype == torch.float32
     assert initial.noise.dtype == torch.float32
     assert 0.0 < initial.trace.acceptance <= 1.0
+
+
+def test_ula_keeps_its_step_size_without_an_acceptance_test_to_tune_on():
+    initial, _ = _draw(small_problem("flow"), method="ula", num_particles=4, mcmc_steps=8, burn_in=4)
+    assert [r.step_size for r in initial.trace.mcmc] == [0.5] * 8
