@@ -152,8 +152,12 @@ def test_demo_prints_every_method_and_the_ratio_and_writes_the_figure(capsys, tm
     from psi_core.toy import demo
 
     out = tmp_path / "figure1.png"
-    assert demo.main(["--out", str(out), "--seeds", "2", "--figure-seeds", "1", "--nfe", "150"]) == 0
+    # the 2-D Tweedie toy keeps this quick; the default regime (distilled, d = 1024) takes minutes
+    assert demo.main(["--out", str(out), "--seeds", "2", "--figure-seeds", "1", "--nfe", "150",
+                      "--denoiser", "tweedie", "--dim", "2"]) == 0
     text = capsys.readouterr().out
+    assert text.startswith("Regime: tweedie denoiser, d = 2") and "chosen on the command line" in text
+    assert "Which initial method" in text
     for label in demo.LABELS.values():
         assert label in text
     assert "2 seeds" in text
