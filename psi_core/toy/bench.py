@@ -2,6 +2,7 @@
 
     python -m psi_core.toy.bench [--dims 2 64 1024 4096 16384] [--seeds 5] [--out docs/benchmarks.md]
     python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 [--untempered]
+    python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 --tempered-psi
 
 The second form prints the equal-NFE verdict (500 NFE, flow, the current defaults):
 prior SMC, gradient-free SMC, MALA + SMC, Ψ and Best-of-N, mean ± standard error.
@@ -16,6 +17,7 @@ and the acceptance of the MCMC methods. Appends a dated section to the output fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import platform
 import statistics
@@ -25,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+from ..lookahead import Lookahead
+from ..rng import make_generator
+from ..smc import SMCConfig, initial_lambda
 from ..weights import AllParticlesInvalidError, ProposalDivergedError
 from .problems import DENOISERS, figure1
 from .run import ToySettings, run_toy
@@ -104,6 +109,27 @@ def verdict_table(dims: list[int], seeds: int, denoiser: str, nfe: int = 500, te
     return lines
 
 
+def tempered_psi_row(dim: int, seeds: int, denoiser: str, nfe: int = 500, chains: int = 10) -> str:
+    """Ψ whose chains sample the tempered first target N(ε)·exp(λ_0·r̂/α) (α_mcmc = α/λ_0), with λ_0
+    chosen by the SMC's own rule (`initial_lambda`) on `chains` prior draws; those draws cost
+    `chains` forward evaluations beyond the NFE column. Same columns as `verdict_table`."""
+    problem = figure1("flow", dim=dim, denoiser=denoiser)
+    runs, lambdas = [], []
+    for seed in range(seeds):
+        probe = Lookahead(problem.denoiser, problem.reward, grad_batch_size=64)
+        eps = torch.randn((chains, dim), generator=make_generator(50_000 + seed))
+        reward = probe(problem.start()(eps), float(problem.sigmas[0]), need_grad=False).reward
+        lam0 = max(initial_lambda(reward, SMCConfig(alpha=problem.alpha), None), 1e-3)
+        lambdas.append(lam0)
+        tempered = dataclasses.replace(problem, alpha_mcmc=problem.alpha / lam0)
+        runs.append(run_toy(tempered, ToySettings(method="pcnl", nfe=nfe, seed=seed, num_chains=chains,
+                                                  target_samples=1000)))
+    return (f"| {denoiser} | {dim} | Ψ, tempered initial tilt (λ_0 {_se(lambdas)}) | {runs[0]['particles']} | "
+            f"{_se([r['reward_gap'] for r in runs])} | {_se([r['energy_distance'] for r in runs])} | "
+            f"{_se([r['ess'] for r in runs])} | {_se([r['min_ess'] for r in runs])} | "
+            f"{_se([r['acceptance'] for r in runs])} | 0/{seeds} | {statistics.mean(r['wall_s'] for r in runs):.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m psi_core.toy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64, 1024, 4096, 16384])
@@ -112,7 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verdict", choices=DENOISERS, default=None,
                         help="print the equal-NFE verdict table (500 NFE, flow) for this denoiser instead")
     parser.add_argument("--untempered", action="store_true", help="verdict with λ = 1 throughout")
+    parser.add_argument("--tempered-psi", action="store_true",
+                        help="with --verdict: only the row of Ψ with a tempered initial tilt")
     args = parser.parse_args(argv)
+    if args.verdict and args.tempered_psi:
+        torch.set_num_threads(1)
+        for dim in args.dims:
+            print(tempered_psi_row(dim, args.seeds, args.verdict), flush=True)
+        return 0
     if args.verdict:
         torch.set_num_threads(1)
         verdict_table(args.dims, args.seeds, args.verdict, tempering=not args.untempered)
