@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="max RMS of the proposal shift in units of the kernel's noise (0 = off)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print("| problem | family | α | E[r] SMC ± s.e. | E[r] exact | z(E[r]) | max |z(mean)| | min ESS (median, min) | "
+    print("| problem | family | α | E[r] SMC ± s.e. | E[r] exact | z(E[r]) | max abs z(mean) | min ESS (median, min) | "
           "final λ path | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in EXACT_PROBLEMS:
