@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print("| problem | family | α | E[r] SMC ± s.e. | E[r] exact | z(E[r]) | max abs z(mean) | min ESS (median, min) | "
-          "final λ path | s |")
+          "λ | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in EXACT_PROBLEMS:
         for family in FAMILIES:
