@@ -82,6 +82,24 @@ def smc_inputs() -> list[io.Input]:
     ]
 
 
+def smc_control_inputs() -> list[io.Input]:
+    """Tempering and the guided-shift control (appended after the older inputs so saved
+    workflows keep their widget values)."""
+    return [
+        io.Boolean.Input("tempering", default=True, optional=True,
+                         tooltip="Tempered twisting: the intermediate targets use λ·r̂/α with λ rising adaptively "
+                                 "to 1 by the last noisy step, so a look-ahead that is over-confident at high noise "
+                                 "does not collapse the weights. The final target is the same either way."),
+        io.Float.Input("tempering_ess", default=0.99, min=0.01, max=0.999, step=0.01, round=False, optional=True,
+                       tooltip="How cautiously λ rises: each raise keeps this fraction of the conditional ESS. "
+                               "Higher is more cautious."),
+        io.Float.Input("guidance_clip", default=1.0, min=0.0, max=1000.0, step=0.1, round=False, optional=True,
+                       tooltip="Caps each particle's gradient shift at this many noise standard deviations (RMS "
+                               "over the latent), so the guided proposal cannot overshoot and diverge; the "
+                               "weights stay exact. 0 turns the cap off."),
+    ]
+
+
 def trace_steps_input() -> io.Input:
     return io.Int.Input("trace_steps", default=6, min=0, max=10000, optional=True,
                         tooltip="SMC steps whose predicted latents the trace keeps for the particle visualizer "
@@ -89,10 +107,12 @@ def trace_steps_input() -> io.Input:
 
 
 def smc_config(alpha: float, ess_threshold: float, resampling: str, eta: float, guidance: float,
-               gradient_free: bool, output: str) -> SMCConfig:
+               gradient_free: bool, output: str, tempering: bool = True, tempering_ess: float = 0.99,
+               guidance_clip: float = 1.0) -> SMCConfig:
     """The validated core config (ValueError/TypeError with a message naming the input)."""
     return SMCConfig(alpha=alpha, ess_threshold=ess_threshold, resampling=resampling, eta=eta, guidance=guidance,
-                     gradient_free=bool(gradient_free), output=output).validated()
+                     gradient_free=bool(gradient_free), output=output, tempering=bool(tempering),
+                     tempering_ess=tempering_ess, guidance_clip=guidance_clip).validated()
 
 
 def check_positive_int(name: str, value: int, minimum: int = 1) -> None:

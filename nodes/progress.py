@@ -5,7 +5,9 @@ Events go to the client that queued the prompt (`PromptServer.instance.send_sync
     psi.mcmc_step  {node, prompt_id, iteration, total, burn_in, step_size, acceptance,
                     reward_mean, reward_max, nfe}
     psi.smc_step   {node, prompt_id, step, total, sigma, sigma_next, ess, ess_before,
-                    resampled, num_particles, reward_mean, reward_max, weights, nfe}
+                    resampled, num_particles, reward_mean, reward_max, weights, nfe,
+                    lambda (tempering λ of the target after the step), clipped (fraction of
+                    particles whose guided shift was capped)}
 
 `node` is the executing node's id (the SamplerCustomAdvanced node for the SAMPLER).
 Outside a server (PromptServer.instance is None) events are skipped.
@@ -139,8 +141,9 @@ class SMCProgress:
             "num_particles": int(record.reward.numel()), "reward_mean": mean, "reward_max": top,
             "weights": torch.exp(record.log_weights).tolist(),
             "nfe": None if self.counter is None else self.counter.as_dict(),
+            "lambda": record.lam, "clipped": record.clipped,
         })
-        show_text(f"SMC {i}/{total} · ESS {record.ess_after:.2f}/{record.reward.numel()}"
+        show_text(f"SMC {i}/{total} · λ {record.lam:.2g} · ESS {record.ess_after:.2f}/{record.reward.numel()}"
                   f"{' · resampled' if record.resampled else ''} · r̂ mean {_fmt(mean)} max {_fmt(top)}")
 
     def finish(self, samples: torch.Tensor) -> None:

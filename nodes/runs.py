@@ -52,12 +52,32 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
                                    float(sigmas[0]), generator, bridge.device, on_iteration=progress)
             source = evaluation_source(bridge.guider, vae, reward)
             outcome.particles = PsiParticles.from_initial(initial, bridge.family, source)
-        acceptance = initial.trace.acceptance
-        show_text(f"{config.method}: {config.num_particles} particles"
-                  + ("" if acceptance is None else f" · acceptance {acceptance:.2f}"))
+        show_text(initial_summary(config.method, config.num_particles, initial.trace))
         return x
 
     return sample
+
+
+def initial_summary(method: str, num_particles: int, trace: Trace) -> str:
+    """The initial sampler's node text: particles, MCMC acceptance and final step size δ."""
+    text = f"{method}: {num_particles} particles"
+    if trace.acceptance is not None:
+        text += f" · acceptance {trace.acceptance:.2f} · δ {trace.final_step_size:.3g}"
+    return text
+
+
+def smc_summary(trace: Trace) -> str:
+    """The SMC node's closing text: smallest ESS, where the tempering λ reached 1, and
+    how often the guided shift was clipped."""
+    lambdas = trace.lambdas
+    text = f"SMC done · min ESS {trace.min_ess:.2f}" if trace.min_ess is not None else "SMC done"
+    if lambdas:
+        at_one = next(i for i, lam in enumerate(lambdas) if lam >= 1.0)
+        text += f" · λ from {lambdas[0]:.2g}, 1 at step {at_one}/{len(lambdas) - 1}"
+    clipped = [r.clipped for r in trace.smc]
+    if clipped and max(clipped) > 0:
+        text += f" · shift clipped {sum(clipped) / len(clipped):.0%} of particle-steps"
+    return text
 
 
 def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: RunOutcome,
@@ -85,6 +105,7 @@ def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: 
             result = run_smc(initial, sigmas, look, run_config, bridge.family, gen, on_step=progress.on_step)
             progress.finish(result.samples)
         outcome.result = result
+        show_text(smc_summary(result.trace))
         return result.samples
 
     return sample

@@ -22,11 +22,11 @@ from .resampling import DEFAULT_SCHEME, RESAMPLERS, resample
 from .rng import make_generator
 from .smc import OUTPUTS, SMCConfig, SMCResult, run_smc
 from .trace import MCMCRecord, SMCRecord, Trace
-from .weights import AllParticlesInvalidError, LogWeights
+from .weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
 
 __all__ = [
     "AllParticlesInvalidError", "BudgetPlan", "DEFAULT_SCHEME", "Evaluation", "FAMILIES", "INITIAL_METHODS",
-    "InitialConfig", "InitialParticles", "KERNELS", "LogWeights", "Lookahead", "MCMCRecord", "NFECounter", "OUTPUTS",
+    "InitialConfig", "InitialParticles", "KERNELS", "LogWeights", "Lookahead", "MCMCRecord", "NFECounter", "OUTPUTS", "ProposalDivergedError",
     "RESAMPLERS", "SMCConfig", "SMCRecord", "SMCResult", "StartMap", "Trace", "ancestral_coefficients",
     "draw_initial", "make_generator", "plan_budget", "resample", "run_smc", "start_map", "thinning_schedule",
 ]

@@ -27,6 +27,9 @@ from .trace import MCMCRecord, Trace
 
 INITIAL_METHODS = ("pcnl", "mala", "ula", "prior", "topk")
 MAX_STEP_SIZE = {"pcnl": 4.0, "mala": 10.0, "ula": 10.0}
+# δ is tuned on the Metropolis–Hastings acceptance; ULA accepts every finite move, so adapting
+# its δ towards a target acceptance would only grow it
+ADAPTIVE_METHODS = ("pcnl", "mala")
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ class InitialConfig:
     num_particles K, num_chains C, mcmc_steps T (iterations per chain, burn-in
     included), burn_in B, step_size δ, alpha_mcmc (temperature of the tilt),
     grad_clip (max RMS of ∇_ε f; None = off), adapt_step_size (tune δ during
-    burn-in towards target_acceptance), topk_candidates N (topk only; 0 = 4·K).
+    burn-in towards target_acceptance, starting from step_size — the paper's δ = 0.5 —
+    and frozen after it; on by default because a fixed δ can stop the chains moving
+    under strong tilts; nothing to tune when burn_in = 0 or for ULA, which has no
+    acceptance test), topk_candidates N (topk only; 0 = 4·K).
     """
 
     method: str = "pcnl"
@@ -47,7 +53,7 @@ class InitialConfig:
     step_size: float = 0.5
     alpha_mcmc: float = 0.1
     grad_clip: float | None = None
-    adapt_step_size: bool = False
+    adapt_step_size: bool = True
     target_acceptance: float = 0.6
     topk_candidates: int = 0
 
@@ -72,8 +78,6 @@ class InitialConfig:
                 validation.positive_finite("grad_clip", self.grad_clip)
             if self.adapt_step_size:
                 validation.in_range("target_acceptance", self.target_acceptance, 0.0, 1.0, low_open=True, high_open=True)
-                if self.burn_in < 1:
-                    raise ValueError("adapt_step_size tunes δ during burn-in: burn_in must be >= 1")
         if self.method == "topk":
             validation.integer_at_least("topk_candidates", self.topk_candidates, 0)
             if self.topk_candidates and self.topk_candidates < self.num_particles:
@@ -187,7 +191,7 @@ def _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iterati
         record = MCMCRecord(iteration=i, step_size=step_size, accepted=info.accepted.cpu(),
                             reward=state.evaluation.reward.detach().cpu(), burn_in=burn)
         trace.mcmc.append(record)
-        if burn and config.adapt_step_size:
+        if burn and config.adapt_step_size and config.method in ADAPTIVE_METHODS:
             # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel
             gain = 1.0 / (i + 1) ** 0.6
             log_step += gain * (float(info.accepted.float().mean()) - config.target_acceptance)

@@ -1,21 +1,37 @@
-"""Reward-guided SMC over a ComfyUI sigma schedule (brief §1.2).
+"""Reward-guided SMC over a ComfyUI sigma schedule (Ψ-Sampler, arXiv 2506.01320, §3;
+TDS, Wu et al. 2023).
 
 At each step σ → σ' the model's ancestral kernel p_θ(x' | x) = N(μ, s²I) is the
-base transition. The guided proposal shifts its mean by the look-ahead gradient:
+base transition. The intermediate targets are tempered twists (DAS, Kim et al. 2025):
 
-    q(x' | x) = N(μ + s²·v, s²I),   v = γ·∇_x r̂(x, σ)/α
-    log w += [r̂(x', σ') − r̂(x, σ)]/α + log p_θ(x'|x) − log q(x'|x)
+    γ_t(x_t) ∝ p_θ(x_{0:t})·exp(λ_t·r̂(x_t, σ_t)/α),   0 ≤ λ_0 ≤ … ≤ λ_{N−1} = 1,
+
+so the last target is the model's path law tilted by exp(r(x0)/α) whatever the λ
+path: the weights stay exact for p0·exp(r/α). The guided proposal shifts the mean
+by the tempered look-ahead gradient, controlled so it cannot overshoot:
+
+    v = λ_t·γ·∇_x r̂(x, σ)/α,   v ← v·min(1, c/(s·rms(v)))   (c = guidance_clip)
+    q(x' | x) = N(μ + s²·v, s²I)
+    log w += [λ_{t+1}·r̂(x', σ') − λ_t·r̂(x, σ)]/α + log p_θ(x'|x) − log q(x'|x)
     log p_θ/q = −⟨x' − μ, v⟩ + s²|v|²/2
+
+The control is a deterministic function of x, so q is still Gaussian with a known
+mean and the increment is the exact density ratio of the proposal actually used.
+λ_{t+1} ∈ [λ_t, 1] is the largest value whose conditional ESS of the increments
+(Zhou, Johansen & Aston 2016) stays at `tempering_ess`, found by bisection after
+the move, but at least λ_t^((n−1)/n) with n stochastic steps left (a geometric path
+in log λ), so it reaches 1 at the last σ > 0 without a final jump.
 
 One look-ahead evaluation per particle per step: r̂(x', σ') and its gradient are
 what the next step needs, so they are cached and index-selected on resampling.
 The last step (σ' = 0) is deterministic, x' = x̂0, and r(x') = r̂(x, σ) exactly, so
-its weight increment is zero and the final reward is the cached look-ahead of the
-output itself. Gradient-free mode (FK-steering style) proposes from p_θ and
-weights by reward differences, with forward passes only.
+its weight increment is (1 − λ)·r̂/α = 0 and the final reward is the cached
+look-ahead of the output itself. Gradient-free mode (FK-steering style) proposes
+from p_θ and weights by (tempered) reward differences, with forward passes only.
 
 Resampling happens at the start of a step when ESS < τ·K, so the initial weights
-(and every later one) are acted on before the particles move.
+(and every later one) are acted on before the particles move (Chopin &
+Papaspiliopoulos 2020, ch. 10).
 """
 
 from __future__ import annotations
@@ -33,7 +49,7 @@ from .lookahead import Evaluation, Lookahead
 from .resampling import RESAMPLERS, resample
 from .rng import randn_like
 from .trace import SMCRecord, Trace
-from .weights import LogWeights
+from .weights import LogWeights, ProposalDivergedError
 
 OUTPUTS = ("best", "all", "sample")
 INITIAL_WEIGHTS = ("consistent", "reference")
@@ -53,6 +69,11 @@ class SMCConfig:
     initial_weights: consistent (r̂·(1/α − 1/α_mcmc) for tilted particles) |
         reference (r̂/α always, the reference code's double-counted tilt).
     record_x0_steps: step indices whose predicted clean latents the trace keeps.
+    tempering: intermediate targets λ_t·r̂/α with λ chosen adaptively, rising to 1 by the
+        last σ > 0 (off: λ = 1 throughout, the untempered twist of TDS).
+    tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1).
+    guidance_clip c: the proposal shift s²·v is scaled down, per particle, until its
+        RMS over coordinates is at most c·s (c noise standard deviations); 0 = off.
     """
 
     alpha: float = 0.1
@@ -65,6 +86,9 @@ class SMCConfig:
     output: str = "best"
     initial_weights: str = "consistent"
     record_x0_steps: tuple[int, ...] = ()
+    tempering: bool = True
+    tempering_ess: float = 0.99
+    guidance_clip: float = 1.0
 
     def validated(self) -> "SMCConfig":
         validation.positive_finite("alpha", self.alpha)
@@ -75,6 +99,8 @@ class SMCConfig:
         validation.in_range("guidance", self.guidance, 0.0, 1e6)
         validation.choice("output", self.output, OUTPUTS)
         validation.choice("initial_weights", self.initial_weights, INITIAL_WEIGHTS)
+        validation.in_range("tempering_ess", self.tempering_ess, 0.0, 1.0, low_open=True, high_open=True)
+        validation.in_range("guidance_clip", self.guidance_clip, 0.0, 1e6)
         return self
 
     @property
@@ -87,6 +113,7 @@ class SMCState:
     x: torch.Tensor            # [K, ...] current states at sigma
     log_weights: LogWeights    # [K]
     evaluation: Evaluation     # look-ahead at x
+    lam: float = 1.0           # tempering λ_t of the current target
 
 
 @dataclass
@@ -98,14 +125,91 @@ class SMCResult:
     log_weights: LogWeights    # final weights
     trace: Trace
 
+    def weighted_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ_k w̃_k·values_k (float64, on the CPU): the SMC estimate of E[h(x0)] under the
+        target for per-particle values [K, ...] (e.g. rewards [K] or the particles).
+        Self-normalised importance estimate (Chopin & Papaspiliopoulos 2020, §8)."""
+        if values.shape[0] != len(self.log_weights):
+            raise ValueError(f"values must have one row per particle ({len(self.log_weights)}); "
+                             f"got shape {tuple(values.shape)}")
+        w = self.log_weights.normalized
+        return torch.tensordot(w, values.detach().to("cpu", torch.float64), dims=1)
 
-def initial_log_weights(reward: torch.Tensor, alpha: float, alpha_mcmc: float | None, mode: str) -> torch.Tensor:
-    """log w_0 (float64, [K]): r̂·(1/α − 1/α_mcmc) for particles from the α_mcmc tilt
-    (zero when the temperatures agree), r̂/α for untilted ones or in reference mode."""
+
+def initial_log_weights(reward: torch.Tensor, alpha: float, alpha_mcmc: float | None, mode: str,
+                        lam: float = 1.0) -> torch.Tensor:
+    """log w_0 (float64, [K]) for the first target exp(λ_0·r̂/α): r̂·(λ_0/α − 1/α_mcmc) for
+    particles from the α_mcmc tilt (zero when λ_0/α = 1/α_mcmc), λ_0·r̂/α for untilted
+    ones or in reference mode (which ignores the particles' tilt)."""
     r = reward.detach().to("cpu", torch.float64)
-    factor = 1.0 / alpha if (alpha_mcmc is None or mode == "reference") else 1.0 / alpha - 1.0 / alpha_mcmc
-    log_w = r * factor
-    return torch.where(torch.isfinite(r), log_w, torch.full_like(r, -math.inf))
+    factor = lam / alpha if (alpha_mcmc is None or mode == "reference") else lam / alpha - 1.0 / alpha_mcmc
+    return _scaled(r, factor)
+
+
+def _scaled(reward: torch.Tensor, factor: float) -> torch.Tensor:
+    """factor·reward with −inf kept for invalid rewards whatever the factor (0·−inf is not NaN)."""
+    r = reward.detach().to("cpu", torch.float64)
+    finite = torch.isfinite(r)
+    return torch.where(finite, r * factor, torch.full_like(r, -math.inf))
+
+
+def conditional_ess(log_w: torch.Tensor, log_u: torch.Tensor) -> float:
+    """CESS fraction (Σ W·u)²/Σ W·u² ∈ (0, 1] of increments u under normalised weights W
+    (Zhou, Johansen & Aston 2016); log-space, [K] float64; 0 when no particle survives."""
+    a = log_w + log_u
+    a = torch.where(torch.isnan(a), torch.full_like(a, -math.inf), a)
+    num = 2 * torch.logsumexp(a, 0)
+    den = torch.logsumexp(log_w + 2 * log_u, 0) + torch.logsumexp(log_w, 0)
+    if not math.isfinite(float(num)):
+        return 0.0
+    return float(torch.exp(num - den))
+
+
+def next_lambda(log_w: torch.Tensor, fixed: torch.Tensor, reward: torch.Tensor, lam: float, alpha: float,
+                target: float, iterations: int = 40) -> float:
+    """Largest λ' ∈ [λ, 1] with CESS(fixed + λ'·r/α) ≥ target (bisection; λ when even λ'
+    = λ falls short, 1 when 1 passes). log_w [K] current log-weights, fixed [K] the part
+    of the increment that does not depend on λ', reward [K] r̂ at the new states."""
+    def cess(value: float) -> float:
+        return conditional_ess(log_w, fixed + _scaled(reward, value / alpha))
+
+    if lam >= 1.0:
+        return 1.0
+    live = reward[torch.isfinite(reward)]
+    if live.numel() == 0 or float(live.max() - live.min()) == 0.0:
+        return lam  # a flat look-ahead carries no information to temper against: λ waits
+    if cess(1.0) >= target:
+        return 1.0
+    if cess(lam) < target:
+        return lam
+    low, high = lam, 1.0
+    for _ in range(iterations):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if cess(mid) >= target else (low, mid)
+    return low
+
+
+def lambda_floor(lam: float, remaining: int) -> float:
+    """λ^((n−1)/n) for n = `remaining` stochastic steps: the geometric path from λ to 1 in log λ,
+    so λ reaches 1 by the last noisy step however long the conditional ESS holds it back
+    (0 stays 0: a twist not yet started has no path)."""
+    if lam <= 0.0:
+        return 0.0
+    return lam ** ((remaining - 1) / remaining)
+
+
+def initial_lambda(reward: torch.Tensor, config: "SMCConfig", alpha_mcmc: float | None) -> float:
+    """λ_0: 1 without tempering; for particles from the α_mcmc tilt the λ at which their
+    weights are flat, min(1, α/α_mcmc); for untilted ones the largest λ whose weights
+    λ·r̂/α keep ESS/K ≥ tempering_ess."""
+    if not config.tempering:
+        return 1.0
+    if alpha_mcmc is not None and config.initial_weights == "consistent":
+        return min(1.0, config.alpha / alpha_mcmc)
+    k = reward.numel()
+    uniform = torch.full((k,), -math.log(k), dtype=torch.float64)
+    return next_lambda(uniform, torch.zeros(k, dtype=torch.float64), reward, 0.0, config.alpha,
+                       config.tempering_ess)
 
 
 def smc_init(initial: InitialParticles, lookahead: Lookahead, config: SMCConfig, need_grad: bool) -> SMCState:
@@ -113,14 +217,30 @@ def smc_init(initial: InitialParticles, lookahead: Lookahead, config: SMCConfig,
     evaluation = initial.evaluation
     if evaluation is None or (need_grad and evaluation.grad is None):
         evaluation = lookahead(initial.x, initial.sigma0, need_grad)
-    log_w = initial_log_weights(evaluation.reward, config.alpha, initial.alpha_mcmc, config.initial_weights)
-    return SMCState(x=initial.x, log_weights=LogWeights(log_w), evaluation=evaluation)
+    lam = initial_lambda(evaluation.reward, config, initial.alpha_mcmc)
+    log_w = initial_log_weights(evaluation.reward, config.alpha, initial.alpha_mcmc, config.initial_weights, lam)
+    return SMCState(x=initial.x, log_weights=LogWeights(log_w), evaluation=evaluation, lam=lam)
+
+
+def controlled_shift(grad: torch.Tensor, scale: float, s: float, clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """v = scale·grad [K, ...], scaled per particle so that the mean shift s²·v has RMS over
+    coordinates at most clip·s (clip 0 = off). Returns (v, [K] bool: which were scaled)."""
+    v = grad * scale
+    if clip <= 0:
+        return v, torch.zeros(v.shape[0], dtype=torch.bool)
+    rms = v.flatten(1).double().pow(2).mean(1).sqrt() * s
+    factor = torch.clamp(clip / rms.clamp_min(1e-300), max=1.0)
+    shape = (-1, *([1] * (v.ndim - 1)))
+    return v * factor.to(v).reshape(shape), (factor < 1.0).cpu()
 
 
 def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookahead: Lookahead,
              config: SMCConfig, family: str, generator: torch.Generator, need_grad_next: bool,
-             record_x0: bool = False) -> tuple[SMCState, SMCRecord]:
-    """Resample if ESS < τ·K, then move every particle σ → σ' and reweight."""
+             record_x0: bool = False, remaining: int = 1) -> tuple[SMCState, SMCRecord]:
+    """Resample if ESS < τ·K, then move every particle σ → σ', choose λ_{t+1} and reweight.
+
+    `remaining`: stochastic steps left including this one (1: σ' is the last σ > 0, where λ
+    must reach 1); λ rises at least geometrically towards 1, λ' ≥ λ^((n−1)/n)."""
     k = state.x.shape[0]
     ess = state.log_weights.ess
     if config.ess_threshold > 0 and ess < config.ess_threshold * k:
@@ -133,39 +253,83 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
         ancestors = torch.arange(k)
         x, evaluation, log_weights, resampled = state.x, state.evaluation, state.log_weights, False
 
+    lam = state.lam
+    clipped = 0.0
     if sigma_next == 0:
         x_new = evaluation.x0_hat
         new_eval = Evaluation(x0_hat=x_new, reward=evaluation.reward, grad=None)
-        increment = torch.zeros(k, dtype=torch.float64)
+        # r(x') = r̂(x, σ): the increment [r(x') − λ·r̂(x, σ)]/α is (1 − λ)·r̂/α
+        increment = _scaled(evaluation.reward, (1.0 - lam) / config.alpha)
+        lam_next = 1.0
     else:
         coeff = kernel_coefficients(config.kernel, family, sigma, sigma_next, config.eta)
         mean = coeff.mean(x, evaluation.x0_hat)
         noise = randn_like(x, generator) * coeff.s
         log_ratio = torch.zeros(k, dtype=torch.float64)
-        if config.guided and coeff.s > 0:
-            shift = evaluation.grad.to(x.device) * (config.guidance / config.alpha)
-            x_new = mean + shift * coeff.s ** 2 + noise
+        if config.guided and coeff.s > 0 and lam > 0:
+            v, was_clipped = controlled_shift(evaluation.grad.to(x.device), lam * config.guidance / config.alpha,
+                                              coeff.s, config.guidance_clip)
+            clipped = float(was_clipped.float().mean())
+            x_new = mean + v * coeff.s ** 2 + noise
             # log p_θ − log q with x' − μ = s²v + s·z
             diff = (x_new - mean).flatten(1).double()
-            v = shift.flatten(1).double()
-            log_ratio = (-(diff * v).sum(1) + coeff.s ** 2 * (v * v).sum(1) / 2.0).cpu()
-            del shift, diff, v
+            v64 = v.flatten(1).double()
+            log_ratio = (-(diff * v64).sum(1) + coeff.s ** 2 * (v64 * v64).sum(1) / 2.0).cpu()
+            del v, diff, v64
         else:
             x_new = mean + noise
+        _check_finite(x_new, evaluation, step, sigma, sigma_next, config)
         # the proposal's temporaries (K latents each) must not live through the look-ahead,
         # whose gradient pass is the memory peak
         del mean, noise
         new_eval = lookahead(x_new, sigma_next, need_grad_next)
-        delta = (new_eval.reward.double() - evaluation.reward.double()).cpu() / config.alpha
-        increment = delta + log_ratio
+        if config.guided and not bool(new_eval.valid.any()) and bool(evaluation.valid.any()):
+            _diverged(f"the reward of all {k} proposed states is not finite (|x| up to "
+                      f"{float(x_new.abs().max()):.3g})", evaluation, step, sigma, sigma_next, config)
+        fixed = log_ratio - _scaled(evaluation.reward, lam / config.alpha)
+        if not config.tempering or remaining <= 1:
+            lam_next = 1.0
+        else:
+            lam_next = max(next_lambda(torch.log(log_weights.normalized), fixed, new_eval.reward, lam,
+                                       config.alpha, config.tempering_ess),
+                           lambda_floor(lam, remaining))
+        increment = fixed + _scaled(new_eval.reward, lam_next / config.alpha)
     log_weights = log_weights.add(increment)
     record = SMCRecord(
         step=step, sigma=float(sigma), sigma_next=float(sigma_next), ess=ess, resampled=resampled,
         ancestors=ancestors.cpu(), log_weights=torch.log(log_weights.normalized),
         reward=new_eval.reward.detach().cpu(), ess_after=log_weights.ess,
-        x0_hat=new_eval.x0_hat.detach().cpu() if record_x0 else None,
+        x0_hat=new_eval.x0_hat.detach().cpu() if record_x0 else None, lam=lam_next, clipped=clipped,
     )
-    return SMCState(x=x_new, log_weights=log_weights, evaluation=new_eval), record
+    return SMCState(x=x_new, log_weights=log_weights, evaluation=new_eval, lam=lam_next), record
+
+
+def _check_finite(x_new: torch.Tensor, evaluation: Evaluation, step: int, sigma: float, sigma_next: float,
+                  config: SMCConfig) -> None:
+    """Raise ProposalDivergedError when a proposed state is not finite."""
+    bad = ~torch.isfinite(x_new.flatten(1)).all(1)
+    if bool(bad.any()):
+        what = f"{int(bad.sum())} of {x_new.shape[0]} proposed states are not finite"
+        _diverged(what, evaluation, step, sigma, sigma_next, config)
+
+
+def _diverged(what: str, evaluation: Evaluation, step: int, sigma: float, sigma_next: float,
+              config: SMCConfig) -> None:
+    """ProposalDivergedError naming the option that controls the proposal."""
+    where = f"step {step} (σ {sigma:.4g} → {sigma_next:.4g}): {what}"
+    if not bool(torch.isfinite(evaluation.x0_hat.flatten(1)).all()) and step == 0:
+        raise ProposalDivergedError(f"{where}; the starting particles' prediction x̂0 was already not finite: "
+                                    "the initial sampler diverged (lower its step_size or set grad_clip)")
+    if not bool(torch.isfinite(evaluation.x0_hat.flatten(1)).all()):
+        raise ProposalDivergedError(f"{where}; the model's prediction x̂0 was already not finite")
+    if config.guided and config.guidance_clip <= 0:
+        raise ProposalDivergedError(
+            f"{where}: the guided proposal diverged; its shift is unbounded because guidance_clip is 0 — set "
+            f"guidance_clip > 0 (1.0 keeps each shift within one noise standard deviation) or lower guidance "
+            f"(now {config.guidance:g}) or raise alpha (now {config.alpha:g})")
+    raise ProposalDivergedError(
+        f"{where}; the proposal diverged: lower guidance (now {config.guidance:g}) or guidance_clip "
+        f"(now {config.guidance_clip:g})")
 
 
 def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahead, config: SMCConfig,
@@ -188,13 +352,15 @@ def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahea
     state = smc_init(initial, lookahead, config, need_grad=config.guided and steps > 1)
     trace.initial_reward = state.evaluation.reward.detach().cpu()
     trace.initial_log_weights = torch.log(state.log_weights.normalized)
+    trace.initial_lambda = state.lam
     record_steps = set(config.record_x0_steps)
     if record_steps:
         trace.initial_x0_hat = state.evaluation.x0_hat.detach().cpu()
     for i in range(steps):
         need_grad_next = config.guided and i + 2 < steps  # the state after step i+1 moves stochastically
         state, record = smc_step(state, i, schedule[i], schedule[i + 1], lookahead, config, family,
-                                 generator, need_grad_next, record_x0=i in record_steps)
+                                 generator, need_grad_next, record_x0=i in record_steps,
+                                 remaining=steps - 1 - i)
         trace.smc.append(record)
         if on_step is not None:
             on_step(i + 1, steps, record, state)

@@ -36,6 +36,8 @@ class SMCRecord:
     reward: torch.Tensor       # [K] r̂ at the new states (final rewards at σ' = 0)
     ess_after: float           # ESS of the weights after the move
     x0_hat: torch.Tensor | None = None  # [K, ...] predicted clean latents at the new states
+    lam: float = 1.0           # tempering λ of the target after this step (1 = untempered)
+    clipped: float = 0.0       # fraction of particles whose guided shift was scaled down
 
 
 @dataclass
@@ -51,6 +53,17 @@ class Trace:
     nfe: dict[str, int] = field(default_factory=dict)
     alpha: float | None = None
     alpha_mcmc: float | None = None
+    initial_lambda: float = 1.0                      # λ_0 of the first SMC target
+
+    @property
+    def lambdas(self) -> list[float]:
+        """[λ_0, λ_1, …]: the tempering of the target at the start and after every step."""
+        return [self.initial_lambda] + [r.lam for r in self.smc] if self.smc else []
+
+    @property
+    def final_step_size(self) -> float | None:
+        """δ of the last MCMC iteration (after adaptation; None without MCMC)."""
+        return self.mcmc[-1].step_size if self.mcmc else None
 
     @property
     def acceptance(self) -> float | None:
@@ -59,6 +72,12 @@ class Trace:
         if not rows:
             return None
         return float(torch.stack(rows).mean())
+
+    @property
+    def min_ess(self) -> float | None:
+        """Smallest ESS over the run: the initial weights and every step, before and after its move."""
+        values = [r.ess for r in self.smc] + [r.ess_after for r in self.smc]
+        return min(values) if values else None
 
     def acceptance_per_chain(self) -> torch.Tensor | None:
         rows = [r.accepted.float() for r in self.mcmc if not r.burn_in] or [r.accepted.float() for r in self.mcmc]
@@ -81,6 +100,9 @@ class Trace:
             "nfe": dict(self.nfe),
             "invalid_particles": self.invalid_particles,
             "acceptance": self.acceptance,
+            "final_step_size": self.final_step_size,
+            "min_ess": self.min_ess,
+            "initial_lambda": self.initial_lambda,
             "selected": list(self.selected),
             "initial_reward": lst(self.initial_reward),
             "initial_log_weights": lst(self.initial_log_weights),
@@ -92,7 +114,8 @@ class Trace:
             "smc": [
                 {"step": r.step, "sigma": r.sigma, "sigma_next": r.sigma_next, "ess": r.ess,
                  "ess_after": r.ess_after, "resampled": r.resampled, "ancestors": lst(r.ancestors),
-                 "log_weights": lst(r.log_weights), "reward": lst(r.reward)}
+                 "log_weights": lst(r.log_weights), "reward": lst(r.reward), "lambda": r.lam,
+                 "clipped": r.clipped}
                 for r in self.smc
             ],
         }

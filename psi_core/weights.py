@@ -16,6 +16,10 @@ class AllParticlesInvalidError(RuntimeError):
     """Every particle has log-weight −inf (the reward was NaN/inf for all of them)."""
 
 
+class ProposalDivergedError(RuntimeError):
+    """A proposal produced non-finite states; the message names the option that controls it."""
+
+
 @dataclass(frozen=True)
 class LogWeights:
     """Unnormalised log-weights log w_k, shape [K].

@@ -1,12 +1,13 @@
 """Run diagnostics as one Pillow image of four panels (no plotting library):
 
-    ESS over SMC steps        | reward over SMC steps (mean, max, min-max band)
+    ESS (and tempering λ)     | reward over SMC steps (mean, max, min-max band)
     MCMC acceptance (running) | MCMC reward per chain
 
 SMC panels put the starting particles at x = 0 and the particles after step i at
 x = i + 1. Step i's resampling decision is made at x = i on the ESS there (red dot and
 dashed line where it resampled: the ESS jumps back to K), its move gives the ESS at
-x = i + 1. MCMC panels shade the burn-in iterations.
+x = i + 1. Where the run tempered its twist, λ (the target λ·r̂/α at each x, rising to 1)
+is drawn on the same axis scaled by K. MCMC panels shade the burn-in iterations.
 Image size: (2 * panel_w, TITLE_H + 2 * panel_h).
 """
 
@@ -185,16 +186,21 @@ def _floats(t: torch.Tensor | None) -> list[float]:
 
 def _ess_panel(draw, panel, trace) -> None:
     """ESS as a sawtooth: the value before step i's resampling decision at x = i (red marker where
-    it resampled, after which the ESS is K), the value after the move at x = i + 1."""
+    it resampled, after which the ESS is K), the value after the move at x = i + 1; with a
+    tempered twist, λ·K at x = 0 (λ_0) and x = i + 1 (after step i)."""
     title = "ESS over SMC steps"
     if not trace.smc:
         _empty(draw, panel, title, "no SMC steps in this trace")
         return
     k = trace.smc[0].ancestors.numel()
     ax = _axes(draw, panel, (0.0, float(len(trace.smc))), (0.0, k * 1.05))
-    _heading(draw, panel, f"{title} (K = {k})",
-             [("ESS", BLUE, "line"), ("resampled (ESS reset to K)", RED, "dash")])
+    lambdas = trace.lambdas
+    tempered = any(lam < 1.0 for lam in lambdas)
+    legend = [("ESS", BLUE, "line"), ("resampled (ESS reset to K)", RED, "dash")]
+    _heading(draw, panel, f"{title} (K = {k})", legend + ([("λ × K", GREEN, "line")] if tempered else []))
     ax.frame("SMC step (0 = start)")
+    if tempered:
+        ax.polyline([float(i) for i in range(len(lambdas))], [lam * k for lam in lambdas], GREEN, 2)
     xs, ys = [], []
     for r in trace.smc:
         xs.append(float(r.step))

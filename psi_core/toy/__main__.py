@@ -10,6 +10,7 @@ import json
 import sys
 
 from ..families import FAMILIES
+from ..weights import AllParticlesInvalidError, ProposalDivergedError
 from .problems import DENOISERS, figure1
 from .run import METHODS, ToySettings, run_toy
 
@@ -28,8 +29,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=25, help="SMC steps")
     parser.add_argument("--chains", type=int, default=10, help="MCMC chains")
     parser.add_argument("--gradient-free", action="store_true", help="SMC proposes from the model kernel (forward passes only)")
-    parser.add_argument("--adapt-step-size", action="store_true", help="tune δ during burn-in")
+    parser.add_argument("--adapt-step-size", dest="fixed_step_size", action="store_false",
+                        help="tune δ during burn-in (the default)")
+    parser.add_argument("--fixed-step-size", dest="fixed_step_size", action="store_true",
+                        help="keep δ fixed (no adaptation during burn-in)")
+    parser.add_argument("--untempered", action="store_true", help="SMC targets λ = 1 throughout (no tempering)")
+    parser.add_argument("--guidance-clip", type=float, default=1.0,
+                        help="max RMS of the guided shift in noise standard deviations (0 = off)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(fixed_step_size=False)
     return parser.parse_args(argv)
 
 
@@ -39,11 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         problem = figure1(args.kind, steps=args.steps, dim=args.dim, denoiser=args.denoiser)
         report = run_toy(problem, ToySettings(
             method=args.method, nfe=args.nfe, seed=args.seed, step_size=args.step_size, num_chains=args.chains,
-            gradient_free=args.gradient_free, adapt_step_size=args.adapt_step_size,
+            gradient_free=args.gradient_free, adapt_step_size=not args.fixed_step_size,
+            tempering=not args.untempered, guidance_clip=args.guidance_clip,
             target_samples=2000 if args.dim <= 1024 else 500))
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (ProposalDivergedError, AllParticlesInvalidError) as error:
+        print(f"error: the run failed: {error}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(report))
     else:

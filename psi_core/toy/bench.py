@@ -1,6 +1,11 @@
 """Quality at equal NFE on the exact-target toy (benchmark table 1).
 
     python -m psi_core.toy.bench [--dims 2 64 1024 4096 16384] [--seeds 5] [--out docs/benchmarks.md]
+    python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 [--untempered]
+    python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 --tempered-psi
+
+The second form prints the equal-NFE verdict (500 NFE, flow, the current defaults):
+prior SMC, gradient-free SMC, MALA + SMC, Ψ and Best-of-N, mean ± standard error.
 
 For every dimension and parameterisation, every initial-particle method with SMC,
 Best-of-N and gradient-free SMC run at the same NFE; the table gives mean ± sd over
@@ -12,6 +17,7 @@ and the acceptance of the MCMC methods. Appends a dated section to the output fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import platform
 import statistics
@@ -21,7 +27,11 @@ from pathlib import Path
 
 import torch
 
-from .problems import figure1
+from ..lookahead import Lookahead
+from ..rng import make_generator
+from ..smc import SMCConfig, initial_lambda
+from ..weights import AllParticlesInvalidError, ProposalDivergedError
+from .problems import DENOISERS, figure1
 from .run import ToySettings, run_toy
 
 ROWS = (("prior", False), ("topk", False), ("ula", False), ("mala", False), ("pcnl", False),
@@ -59,12 +69,87 @@ def table(dims: list[int], seeds: int, nfe_for) -> list[str]:
     return lines
 
 
+VERDICT_ROWS = (("prior", False, "prior SMC"), ("prior", True, "gradient-free SMC"), ("mala", False, "MALA + SMC"),
+                ("pcnl", False, "Ψ (pCNL + SMC)"), ("bon", False, "Best-of-N"))
+
+
+def _se(values: list) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {se:.3f}"
+
+
+def verdict_table(dims: list[int], seeds: int, denoiser: str, nfe: int = 500, tempering: bool = True) -> list[str]:
+    """The equal-NFE verdict with the current defaults (tempered twist, controlled shift,
+    adaptive δ; `tempering=False` for λ = 1 throughout): flow family, mean ± standard error
+    over seeds."""
+    lines = ["| denoiser | d | method | K | reward gap | energy distance | final ESS | min ESS | acceptance | "
+             "non-finite runs | wall s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for dim in dims:
+        problem = figure1("flow", dim=dim, denoiser=denoiser)
+        for method, gradient_free, name in VERDICT_ROWS:
+            runs, failed = [], 0
+            for seed in range(seeds):
+                try:
+                    runs.append(run_toy(problem, ToySettings(method=method, nfe=nfe, seed=seed, tempering=tempering,
+                                                             gradient_free=gradient_free, target_samples=1000)))
+                except (ProposalDivergedError, AllParticlesInvalidError):
+                    failed += 1
+            if not runs:
+                lines.append(f"| {denoiser} | {dim} | {name} | — | — | — | — | — | — | {failed}/{seeds} | — |")
+                continue
+            lines.append(
+                f"| {denoiser} | {dim} | {name} | {runs[0]['particles']} | {_se([r['reward_gap'] for r in runs])} | "
+                f"{_se([r['energy_distance'] for r in runs])} | {_se([r['ess'] for r in runs])} | "
+                f"{_se([r['min_ess'] for r in runs])} | {_se([r['acceptance'] for r in runs])} | {failed}/{seeds} | "
+                f"{statistics.mean(r['wall_s'] for r in runs):.2f} |")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def tempered_psi_row(dim: int, seeds: int, denoiser: str, nfe: int = 500, chains: int = 10) -> str:
+    """Ψ whose chains sample the tempered first target N(ε)·exp(λ_0·r̂/α) (α_mcmc = α/λ_0), with λ_0
+    chosen by the SMC's own rule (`initial_lambda`) on `chains` prior draws; those draws cost
+    `chains` forward evaluations beyond the NFE column. Same columns as `verdict_table`."""
+    problem = figure1("flow", dim=dim, denoiser=denoiser)
+    runs, lambdas = [], []
+    for seed in range(seeds):
+        probe = Lookahead(problem.denoiser, problem.reward, grad_batch_size=64)
+        eps = torch.randn((chains, dim), generator=make_generator(50_000 + seed))
+        reward = probe(problem.start()(eps), float(problem.sigmas[0]), need_grad=False).reward
+        lam0 = max(initial_lambda(reward, SMCConfig(alpha=problem.alpha), None), 1e-3)
+        lambdas.append(lam0)
+        tempered = dataclasses.replace(problem, alpha_mcmc=problem.alpha / lam0)
+        runs.append(run_toy(tempered, ToySettings(method="pcnl", nfe=nfe, seed=seed, num_chains=chains,
+                                                  target_samples=1000)))
+    return (f"| {denoiser} | {dim} | Ψ, tempered initial tilt (λ_0 {_se(lambdas)}) | {runs[0]['particles']} | "
+            f"{_se([r['reward_gap'] for r in runs])} | {_se([r['energy_distance'] for r in runs])} | "
+            f"{_se([r['ess'] for r in runs])} | {_se([r['min_ess'] for r in runs])} | "
+            f"{_se([r['acceptance'] for r in runs])} | 0/{seeds} | {statistics.mean(r['wall_s'] for r in runs):.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m psi_core.toy.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64, 1024, 4096, 16384])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default="docs/benchmarks.md")
+    parser.add_argument("--verdict", choices=DENOISERS, default=None,
+                        help="print the equal-NFE verdict table (500 NFE, flow) for this denoiser instead")
+    parser.add_argument("--untempered", action="store_true", help="verdict with λ = 1 throughout")
+    parser.add_argument("--tempered-psi", action="store_true",
+                        help="with --verdict: only the row of Ψ with a tempered initial tilt")
     args = parser.parse_args(argv)
+    if args.verdict and args.tempered_psi:
+        torch.set_num_threads(1)
+        for dim in args.dims:
+            print(tempered_psi_row(dim, args.seeds, args.verdict), flush=True)
+        return 0
+    if args.verdict:
+        torch.set_num_threads(1)
+        verdict_table(args.dims, args.seeds, args.verdict, tempering=not args.untempered)
+        return 0
     started = time.perf_counter()
     lines = table(args.dims, args.seeds, lambda d: 500 if d == 2 else 400)
     header = [

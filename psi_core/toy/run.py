@@ -33,11 +33,30 @@ class ToySettings:
     gradient_free: bool = False
     ess_threshold: float = 0.5
     resampling: str = "systematic"
-    adapt_step_size: bool = False
+    adapt_step_size: bool = True
+    tempering: bool = True
+    guidance_clip: float = 1.0
 
 
-def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
-    """Run `settings.method` on `problem`; returns the metrics dict of the CLI."""
+@dataclass
+class ToySample:
+    """The weighted output of one toy run of `method`: samples [n, d], weights [n] (normalised), rewards [n],
+    MCMC acceptance (None without MCMC), the run's trace (None for Best-of-N), its NFE
+    counter, particle count and wall time."""
+
+    method: str
+    samples: torch.Tensor
+    weights: torch.Tensor
+    reward: torch.Tensor
+    acceptance: float | None
+    trace: object
+    counter: NFECounter
+    particles: int
+    wall_s: float
+
+
+def sample_toy(problem: ToyProblem, settings: ToySettings) -> ToySample:
+    """Run `settings.method` on `problem` at `settings.nfe` evaluations."""
     validation.choice("method", settings.method, METHODS)
     steps = problem.sigmas.numel() - 1
     chains = settings.num_chains
@@ -48,6 +67,7 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
                           counter=counter)
     start = problem.start()
     started = time.perf_counter()
+    trace = None
     if settings.method == "bon":
         samples, weights, reward, acceptance = _best_of_n(problem, plan.num_particles, lookahead, generator)
     else:
@@ -61,25 +81,44 @@ def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
         result = run_smc(initial, problem.sigmas, lookahead,
                          SMCConfig(alpha=problem.alpha, kernel=problem.kernel, gradient_free=settings.gradient_free,
                                    ess_threshold=settings.ess_threshold, resampling=settings.resampling,
+                                   tempering=settings.tempering, guidance_clip=settings.guidance_clip,
                                    output="all"),
                          problem.family, generator)
         samples = result.particles
         weights = result.log_weights.normalized
         reward = problem.reward(samples)
         acceptance = result.trace.acceptance
-    wall = time.perf_counter() - started
-    exact, _ = problem.target.sample(settings.target_samples, make_generator(10_000 + settings.seed))
+        trace = result.trace
+    return ToySample(settings.method, samples, weights, reward, acceptance, trace, counter, plan.num_particles,
+                     time.perf_counter() - started)
+
+
+def run_toy(problem: ToyProblem, settings: ToySettings) -> dict:
+    """Run `settings.method` on `problem`; returns the metrics dict of the CLI."""
+    return toy_metrics(problem, sample_toy(problem, settings), settings.seed, settings.target_samples,
+                       settings.method)
+
+
+def toy_metrics(problem: ToyProblem, run: ToySample, seed: int, target_samples: int = 2000,
+                method: str | None = None) -> dict:
+    """The CLI's metrics of one run against `target_samples` exact target samples (drawn from seed
+    10000 + seed)."""
+    samples, weights, reward, trace = run.samples, run.weights, run.reward, run.trace
+    exact, _ = problem.target.sample(target_samples, make_generator(10_000 + seed))
     report = {
-        "method": settings.method, "kind": problem.family, "dim": problem.dim, "denoiser": problem.denoiser_kind,
-        **counter.as_dict(),
-        "particles": plan.num_particles,
+        "method": method or run.method, "kind": problem.family, "dim": problem.dim, "denoiser": problem.denoiser_kind,
+        **run.counter.as_dict(),
+        "particles": run.particles,
         "reward_mean": float((weights.double() * reward.double().cpu()).sum()),
         "target_reward_mean": problem.target_reward_mean,
         "energy_distance": energy_distance(samples.cpu(), weights, exact),
         "energy_distance_plugin": energy_distance(samples.cpu(), weights, exact, unbiased=False),
         **mode_report(samples.cpu(), weights, problem.target),
-        "acceptance": acceptance,
-        "wall_s": wall,
+        "acceptance": run.acceptance,
+        "final_step_size": None if trace is None else trace.final_step_size,
+        "min_ess": None if trace is None else trace.min_ess,
+        "ess": None if trace is None else float(1.0 / (weights.double() ** 2).sum()),
+        "wall_s": run.wall_s,
     }
     report["reward_gap"] = abs(report["reward_mean"] - report["target_reward_mean"])
     return report

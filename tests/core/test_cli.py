@@ -10,6 +10,7 @@ argument cases call the same `main(argv)` that `__main__` exits with, in-process
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -19,9 +20,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from psi_core.toy import figure1
 from psi_core.toy.__main__ import main
+from psi_core.toy.run import ToySettings, sample_toy
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"method", "kind", "dim", "nfe", "nfe_grad", "nfe_forward", "reward_mean", "target_reward_mean",
@@ -149,8 +152,12 @@ def test_demo_prints_every_method_and_the_ratio_and_writes_the_figure(capsys, tm
     from psi_core.toy import demo
 
     out = tmp_path / "figure1.png"
-    assert demo.main(["--out", str(out), "--seeds", "2", "--figure-seeds", "1", "--nfe", "150"]) == 0
+    # the 2-D Tweedie toy keeps this quick; the default regime (distilled, d = 1024) takes minutes
+    assert demo.main(["--out", str(out), "--seeds", "2", "--figure-seeds", "1", "--nfe", "150",
+                      "--denoiser", "tweedie", "--dim", "2"]) == 0
     text = capsys.readouterr().out
+    assert text.startswith("Regime: tweedie denoiser, d = 2") and "chosen on the command line" in text
+    assert "Which initial method" in text
     for label in demo.LABELS.values():
         assert label in text
     assert "2 seeds" in text
@@ -160,3 +167,27 @@ def test_demo_prints_every_method_and_the_ratio_and_writes_the_figure(capsys, tm
     with Image.open(out) as image:
         width, height = image.size
     assert width > 4 * height  # five panels side by side
+
+
+def test_a_diverging_proposal_prints_one_line_and_exits_1(capsys):
+    # the distilled model's unbounded shift at α = 0.1 (the shift is ~9× the state near σ = 1):
+    # one line naming the option, exit 1, no traceback
+    code = main(["--denoiser", "distilled", "--dim", "3", "--method", "prior", "--untempered",
+                 "--guidance-clip", "0"])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "guidance_clip" in lines[0], captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_guided_distilled_runs_stay_finite_at_alpha_001(method):
+    # every method on the distilled model at d = 64 with α = α_mcmc = 0.01 (ten times the paper's
+    # strongest aesthetic setting) and the default controls: no non-finite state, finite metrics
+    problem = dataclasses.replace(figure1("flow", steps=10, dim=64, denoiser="distilled"), alpha=0.01,
+                                  alpha_mcmc=0.01)
+    run = sample_toy(problem, ToySettings(method=method, nfe=150, seed=0))
+    assert bool(torch.isfinite(run.samples).all()) and bool(torch.isfinite(run.reward).all())
+    if run.trace is not None:
+        assert all(bool(torch.isfinite(r.reward).all()) for r in run.trace.smc)

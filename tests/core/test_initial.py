@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from core_testing import small_problem
-from psi_core import InitialConfig, Lookahead, NFECounter, draw_initial, make_generator, thinning_schedule
+from psi_core import InitialConfig, Lookahead, NFECounter, draw_initial, make_generator, start_map, thinning_schedule
+from psi_core.toy.exact import exact_problem
 
 
 def _draw(problem, denoiser=None, **overrides):
@@ -57,21 +58,27 @@ def test_acceptance_statistics_per_chain_and_overall():
     rows = torch.stack([r.accepted.float() for r in initial.trace.mcmc[10:]])
     assert torch.allclose(per_chain, rows.mean(0))
     assert abs(initial.trace.acceptance - float(rows.mean())) < 1e-6
-    assert all(r.step_size == 0.5 for r in initial.trace.mcmc)
 
 
 def test_adaptive_step_size_moves_during_burn_in_only():
     problem = small_problem("flow")
     # MALA at δ = 4 accepts ≈ 10% on this toy (measured); asking for 70% shrinks δ
-    fixed, _ = _draw(problem, method="mala", step_size=4.0, mcmc_steps=40, burn_in=30)
-    adapted, _ = _draw(problem, method="mala", step_size=4.0, adapt_step_size=True, target_acceptance=0.7,
-                       mcmc_steps=40, burn_in=30)
+    fixed, _ = _draw(problem, method="mala", step_size=4.0, mcmc_steps=40, burn_in=30, adapt_step_size=False)
+    adapted, _ = _draw(problem, method="mala", step_size=4.0, target_acceptance=0.7, mcmc_steps=40, burn_in=30)
     sizes = [r.step_size for r in adapted.trace.mcmc]
     assert sizes[0] == 4.0
     assert len(set(sizes[30:])) == 1  # frozen after burn-in
     assert sizes[-1] < 2.5
-    assert adapted.trace.acceptance > fixed.trace.acceptance + 0.3
-    assert all(r.step_size == 4.0 for r in fixed.trace.mcmc)  # off by default
+    assert adapted.trace.final_step_size == sizes[-1]
+    assert adapted.trace.to_dict()["final_step_size"] == sizes[-1]
+    assert adapted.trace.acceptance > fixed.trace.acceptance + 0.3  # adaptation is on by default
+    assert all(r.step_size == 4.0 for r in fixed.trace.mcmc)
+    assert fixed.trace.final_step_size == 4.0
+
+
+def test_without_burn_in_the_step_size_stays_fixed():
+    initial, _ = _draw(small_problem("flow"), num_particles=4, mcmc_steps=6, burn_in=0)
+    assert [r.step_size for r in initial.trace.mcmc] == [0.5] * 6
 
 
 def test_a_bfloat16_model_still_gets_float32_mh_arithmetic():
@@ -85,3 +92,25 @@ def test_a_bfloat16_model_still_gets_float32_mh_arithmetic():
     assert initial.evaluation.grad.dtype == torch.float32
     assert initial.noise.dtype == torch.float32
     assert 0.0 < initial.trace.acceptance <= 1.0
+
+
+def test_ula_keeps_its_step_size_without_an_acceptance_test_to_tune_on():
+    initial, _ = _draw(small_problem("flow"), method="ula", num_particles=4, mcmc_steps=8, burn_in=4)
+    assert [r.step_size for r in initial.trace.mcmc] == [0.5] * 8
+
+
+def test_default_adaptive_step_size_keeps_pcnl_moving_under_a_strong_tilt():
+    # the 8-D exact problem's reward at α_mcmc = 0.1, chains started at σ0 = 2 (eps): measured before
+    # this test was written, δ = 0.5 accepts nothing (0.0 over 4 seeds) and the default adaptive δ
+    # 0.58 (final δ ≈ 0.12); the bounds below only ask that adaptation makes the chains move
+    problem = exact_problem("gaussian", "eps")
+    start = start_map("eps", 2.0, None, max_denoise=True)
+    rates = {}
+    for adapt in (False, True):
+        lookahead = Lookahead(problem.denoiser, problem.reward, grad_batch_size=64)
+        config = InitialConfig(method="pcnl", num_particles=10, num_chains=10, mcmc_steps=60, burn_in=30,
+                               alpha_mcmc=0.1, adapt_step_size=adapt)
+        initial = draw_initial(config, lookahead, start, (problem.dim,), 2.0, make_generator(0))
+        rates[adapt] = initial.trace.acceptance
+    assert rates[False] < 0.05
+    assert rates[True] > 0.3

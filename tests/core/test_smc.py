@@ -4,6 +4,7 @@ budget, micro-batching, determinism, output modes and invalid rewards."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -13,12 +14,13 @@ from torch.distributions import Normal
 from core_testing import RecordingDenoiser, small_problem, toy_run, weighted_mean
 from psi_core import InitialConfig, Lookahead, NFECounter, SMCConfig, draw_initial, make_generator, run_smc
 from psi_core.budget import mcmc_nfe, smc_nfe
-from psi_core.families import ancestral_coefficients
+from psi_core.families import ancestral_coefficients, kernel_coefficients
 from psi_core.resampling import resample
-from psi_core.smc import SMCState, initial_log_weights, select_output, smc_init, smc_step
+from psi_core.smc import (SMCState, conditional_ess, initial_log_weights, lambda_floor, next_lambda, select_output,
+                          smc_init, smc_step)
 from psi_core.toy import figure1
 from psi_core.toy.metrics import mode_masses
-from psi_core.weights import AllParticlesInvalidError, LogWeights
+from psi_core.weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
 
 
 def _rhat_and_grad(problem, x: torch.Tensor, sigma: float):
@@ -42,8 +44,15 @@ def _state(x: torch.Tensor, sigma: float, lookahead: Lookahead, log_w=None) -> S
 
 # --- the weight update ---------------------------------------------------------------
 
+@pytest.mark.parametrize("kernel", ["ancestral", "lcm"])
 @pytest.mark.parametrize("family", ["eps", "flow"])
-def test_guided_increment_equals_brute_force_density_ratio(family):
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+@pytest.mark.parametrize("lam", [1.0, 0.4])
+def test_guided_increment_equals_brute_force_density_ratio(family, kernel, clip, lam):
+    # the proposal actually used is N(μ + s²v, s²) with v = λγg/α scaled down per particle
+    # to RMS(s·v) ≤ clip (clip 0.05 scales most particles here, 0 none); the increment must be
+    # [λ'·r̂(x', σ') − λ·r̂(x, σ)]/α + log N(x'; μ, s²) − log N(x'; μ + s²v, s²) with the λ'
+    # the step reports
     problem = small_problem(family, steps=8, dim=3)
     sigmas = problem.sigmas.tolist()
     i = 3
@@ -51,28 +60,101 @@ def test_guided_increment_equals_brute_force_density_ratio(family):
     alpha, gamma = 0.5, 0.7
     x = torch.randn(64, 3, generator=make_generator(1)) * (sigma if family == "eps" else 1.0)
     lookahead = Lookahead(problem.denoiser, problem.reward, grad_batch_size=64)
-    state = _state(x, sigma, lookahead)
-    config = SMCConfig(alpha=alpha, guidance=gamma, ess_threshold=0.0)
+    state = dataclasses.replace(_state(x, sigma, lookahead), lam=lam)
+    config = SMCConfig(alpha=alpha, guidance=gamma, ess_threshold=0.0, kernel=kernel, guidance_clip=clip)
     new, record = smc_step(state, i, sigma, sigma_next, lookahead, config, family, make_generator(2), True)
     x_new = new.x.double()
 
     r, g, x0 = _rhat_and_grad(problem, x, sigma)
     r_new, _, _ = _rhat_and_grad(problem, new.x, sigma_next)
-    coeff = ancestral_coefficients(family, sigma, sigma_next, 1.0)
+    coeff = kernel_coefficients(kernel, family, sigma, sigma_next, 1.0)
     mu = coeff.mean(x.double(), x0)
     s = coeff.s
     assert s > 0
+    v = lam * gamma * g / alpha
+    if clip > 0:
+        rms = (s * v).pow(2).mean(1, keepdim=True).sqrt()
+        scaled = rms > clip
+        assert float(scaled.double().mean()) > 0.5  # most particles are clipped at this clip
+        v = torch.where(scaled, v * clip / rms, v)
+        assert abs(record.clipped - float(scaled.double().mean())) < 1e-6
+    else:
+        assert record.clipped == 0.0
+    lam_next = record.lam
+    assert lam <= lam_next <= 1.0
     log_p = Normal(mu, s).log_prob(x_new).sum(1)
-    log_q = Normal(mu + s * s * gamma * g / alpha, s).log_prob(x_new).sum(1)
-    expected = (r_new - r) / alpha + log_p - log_q
+    log_q = Normal(mu + s * s * v, s).log_prob(x_new).sum(1)
+    expected = (lam_next * r_new - lam * r) / alpha + log_p - log_q
     assert not record.resampled
     assert torch.allclose(new.log_weights.log_w, expected, rtol=1e-5, atol=1e-4), \
         (new.log_weights.log_w - expected).abs().max()
-    # the proposal really is N(μ + s²γg/α, s²): standardised residuals are N(0, 1)
-    z = ((x_new - mu - s * s * gamma * g / alpha) / s).reshape(-1)
+    # the proposal really is N(μ + s²v, s²): standardised residuals are N(0, 1)
+    z = ((x_new - mu - s * s * v) / s).reshape(-1)
     n = z.numel()
     assert abs(float(z.mean())) < 5 / math.sqrt(n)
     assert abs(float(z.var()) - 1) < 5 * math.sqrt(2 / n)
+
+
+def test_next_lambda_keeps_the_conditional_ess_at_the_target():
+    k = 500
+    generator = make_generator(3)
+    log_w = torch.log_softmax(torch.randn(k, generator=generator, dtype=torch.float64), 0)
+    fixed = 0.1 * torch.randn(k, generator=generator, dtype=torch.float64)
+    reward = 0.3 * torch.randn(k, generator=generator, dtype=torch.float64)
+    lam = next_lambda(log_w, fixed, reward, 0.0, 0.5, 0.9)
+    assert 0.0 < lam < 1.0
+    assert abs(conditional_ess(log_w, fixed + lam * reward / 0.5) - 0.9) < 1e-6
+    # a flat look-ahead carries no information: λ waits; a weak one goes straight to 1
+    assert next_lambda(log_w, fixed, torch.full((k,), -2.0, dtype=torch.float64), 0.1, 0.5, 0.9) == 0.1
+    assert next_lambda(log_w, torch.zeros(k, dtype=torch.float64), 1e-6 * reward, 0.1, 0.5, 0.9) == 1.0
+    # when λ itself already falls short, it stays
+    assert next_lambda(log_w, 30 * fixed, reward, 0.3, 0.5, 0.9) == 0.3
+
+
+def test_lambda_floor_is_the_geometric_path_to_one():
+    assert lambda_floor(0.01, 1) == 1.0  # the last noisy step reaches the full twist
+    assert math.isclose(lambda_floor(0.01, 2), 0.1)
+    path = [0.001]
+    for n in range(10, 0, -1):
+        path.append(lambda_floor(path[-1], n))
+    ratios = [b / a for a, b in zip(path, path[1:])]
+    assert max(ratios) / min(ratios) < 1 + 1e-9 and path[-1] == 1.0  # equal factors in λ
+    assert lambda_floor(0.0, 5) == 0.0
+
+
+def test_untempered_runs_keep_lambda_one_and_tempered_ones_reach_it_by_the_last_noisy_step():
+    problem = figure1("eps", steps=10, dim=2)
+    _, plain, _ = toy_run(problem, method="prior", num_particles=64,
+                          smc=SMCConfig(alpha=0.1, tempering=False, output="all"))
+    assert plain.trace.lambdas == [1.0] * 11
+    _, tempered, _ = toy_run(problem, method="prior", num_particles=64, smc=SMCConfig(alpha=0.1, output="all"))
+    lambdas = tempered.trace.lambdas
+    assert lambdas[0] < 1.0 and lambdas[-2] == 1.0 and lambdas[-1] == 1.0
+    assert [r["lambda"] for r in tempered.trace.to_dict()["smc"]] == lambdas[1:]
+
+
+def test_an_unbounded_shift_that_diverges_names_the_option_that_controls_it():
+    problem = small_problem("flow", steps=6, dim=3)
+    config = SMCConfig(alpha=1e-4, guidance=1e4, guidance_clip=0.0, tempering=False, output="all")
+    with pytest.raises(ProposalDivergedError, match="guidance_clip"):
+        toy_run(problem, method="prior", num_particles=16, smc=config)
+    # the same run with the shift controlled stays finite
+    _, result, _ = toy_run(problem, method="prior", num_particles=16,
+                           smc=dataclasses.replace(config, guidance_clip=1.0))
+    assert bool(torch.isfinite(result.particles).all())
+
+
+def test_weighted_mean_is_the_self_normalised_estimate():
+    problem = small_problem("eps", steps=6, dim=3)
+    _, result, _ = toy_run(problem, method="prior", num_particles=32, smc=SMCConfig(alpha=0.3, output="all"))
+    w = result.log_weights.normalized
+    reward = problem.reward(result.particles)
+    assert abs(float(result.weighted_mean(reward)) - weighted_mean(reward, w)) < 1e-9
+    mean = result.weighted_mean(result.particles)
+    assert mean.shape == (3,) and mean.dtype == torch.float64
+    assert torch.allclose(mean, (w[:, None] * result.particles.double()).sum(0))
+    with pytest.raises(ValueError, match="one row per particle"):
+        result.weighted_mean(reward[:5])
 
 
 @pytest.mark.parametrize("family", ["eps", "flow"])
@@ -261,11 +343,19 @@ def test_tilted_particles_with_equal_alpha_start_with_zero_log_weights():
 def test_tilted_particles_with_other_alpha_get_the_temperature_difference(method):
     problem = small_problem("eps")
     initial, lookahead = _initial(problem, method, alpha_mcmc=0.3)
-    state = smc_init(initial, lookahead, SMCConfig(alpha=0.1), need_grad=True)
+    state = smc_init(initial, lookahead, SMCConfig(alpha=0.1, tempering=False), need_grad=True)
     r, _, _ = _rhat_and_grad(problem, initial.x, float(problem.sigmas[0]))
     assert torch.allclose(state.log_weights.log_w, r * (1 / 0.1 - 1 / 0.3), rtol=1e-5, atol=1e-4)
+    # tempered: the first target is the particles' own tilt, λ_0 = α/α_mcmc, flat weights
+    tempered = smc_init(initial, lookahead, SMCConfig(alpha=0.1), need_grad=True)
+    assert math.isclose(tempered.lam, 0.1 / 0.3) and math.isclose(tempered.log_weights.ess, 12.0)
+    # a weaker α_mcmc than α cannot be tempered down to: λ_0 = 1 and the difference stays
+    weaker = smc_init(initial, lookahead, SMCConfig(alpha=0.6), need_grad=True)
+    assert weaker.lam == 1.0
+    assert torch.allclose(weaker.log_weights.log_w, r * (1 / 0.6 - 1 / 0.3), rtol=1e-5, atol=1e-4)
     # reference mode: r̂/α whatever the particles' temperature
-    ref = smc_init(initial, lookahead, SMCConfig(alpha=0.1, initial_weights="reference"), need_grad=True)
+    ref = smc_init(initial, lookahead, SMCConfig(alpha=0.1, initial_weights="reference", tempering=False),
+                   need_grad=True)
     assert torch.allclose(ref.log_weights.log_w, r / 0.1, rtol=1e-5, atol=1e-4)
 
 
@@ -274,9 +364,14 @@ def test_untilted_particles_start_at_reward_over_alpha(method):
     problem = small_problem("flow")
     initial, lookahead = _initial(problem, method, alpha_mcmc=0.1)
     assert initial.alpha_mcmc is None
-    state = smc_init(initial, lookahead, SMCConfig(alpha=0.2), need_grad=True)
+    state = smc_init(initial, lookahead, SMCConfig(alpha=0.2, tempering=False), need_grad=True)
     r, g, _ = _rhat_and_grad(problem, initial.x, float(problem.sigmas[0]))
     assert torch.allclose(state.log_weights.log_w, r / 0.2, rtol=1e-5, atol=1e-4)
+    # tempered: λ_0·r̂/α with the largest λ_0 whose weights keep ESS/K at the target
+    tempered = smc_init(initial, lookahead, SMCConfig(alpha=0.2, tempering_ess=0.9), need_grad=True)
+    assert 0.0 <= tempered.lam <= 1.0
+    assert torch.allclose(tempered.log_weights.log_w, tempered.lam * r / 0.2, rtol=1e-5, atol=1e-4)
+    assert tempered.log_weights.ess >= 0.9 * len(tempered.log_weights) - 1e-6
     assert torch.allclose(state.evaluation.grad.double(), g, rtol=1e-4, atol=1e-5)
 
 

@@ -246,3 +246,14 @@ def test_run_toy_spends_the_planned_budget(method):
     # the unbiased estimate drops the zero self-distances, so it never exceeds the plug-in one
     assert math.isfinite(report["energy_distance"])
     assert report["energy_distance"] <= report["energy_distance_plugin"] + 1e-12
+
+
+def test_verdict_bench_rows_cover_every_method_and_report_no_failures():
+    from psi_core.toy.bench import VERDICT_ROWS, tempered_psi_row, verdict_table
+
+    lines = verdict_table([2], 2, "tweedie", nfe=150)
+    rows = lines[2:]
+    assert [row.split(" | ")[2] for row in rows] == [name for _, _, name in VERDICT_ROWS]
+    assert all(row.split(" | ")[-2] == "0/2" for row in rows)  # no diverging or all-invalid run
+    tempered = tempered_psi_row(2, 2, "tweedie", nfe=150)
+    assert tempered.startswith("| tweedie | 2 | Ψ, tempered initial tilt (λ_0 ") and tempered.split(" | ")[-2] == "0/2"

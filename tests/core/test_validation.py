@@ -120,12 +120,10 @@ def test_topk_candidates_must_cover_the_particles():
     _names(excinfo, "topk_candidates", "3")
 
 
-def test_adaptive_step_size_needs_a_valid_target_and_burn_in():
+def test_adaptive_step_size_needs_a_valid_target():
     with pytest.raises(ValueError) as excinfo:
         _draw(adapt_step_size=True, target_acceptance=1.0)
     _names(excinfo, "target_acceptance", "1.0")
-    with pytest.raises(ValueError, match="burn_in"):
-        _draw(adapt_step_size=True, burn_in=0)
 
 
 def test_lookahead_batch_sizes():

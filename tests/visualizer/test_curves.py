@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from psi_sampler.visualizer import render_curves
 from psi_sampler.visualizer.curves import TITLE_H
-from psi_sampler.visualizer.drawing import BLUE, PALETTE, RED, WHITE
+from psi_sampler.visualizer.drawing import BLUE, GREEN, PALETTE, RED, WHITE
 
 
 def _panels(image, pw, ph):
@@ -74,3 +74,18 @@ def test_bad_panel_size(trace8):
         render_curves(trace8, panel_size=(100, 100))
     with pytest.raises(ValueError, match="panel_size"):
         render_curves(trace8, panel_size=480)
+
+
+def test_tempering_lambda_is_drawn_only_where_the_run_tempered(trace8):
+    untempered = copy.deepcopy(trace8)
+    untempered.initial_lambda = 1.0
+    for r in untempered.smc:
+        r.lam = 1.0
+    ess, _, _, _ = _panels(render_curves(untempered), 480, 300)
+    assert _count(ess, GREEN) == 0
+    tempered = copy.deepcopy(untempered)
+    tempered.initial_lambda = 0.05
+    for i, r in enumerate(tempered.smc):
+        r.lam = min(1.0, 0.05 + 0.15 * i)
+    ess, _, _, _ = _panels(render_curves(tempered), 480, 300)
+    assert _count(ess, GREEN) > 50
