@@ -221,16 +221,21 @@ def test_live_chart_receives_events(server, browser, renderer, screenshot_dir):
             assert point["k"] == particles and point["total"] == steps
             assert 0.0 < point["ess"] <= particles + 1e-9
             assert point["mean"] is not None and point["mean"] <= point["max"] + 1e-12
-            assert set(point["extra"]) == {"sigma"}  # lists (weights), dicts (nfe), flags and sigma_next are not
+            # the step's numbers: σ, the tempering λ and the share of clipped shifts; lists (weights), dicts
+            # (nfe), flags and sigma_next are not drawn
+            assert set(point["extra"]) == {"sigma", "lambda", "clipped"}
+            assert 0.0 <= point["extra"]["clipped"] <= 1.0
         sigmas = [p["extra"]["sigma"] for p in smc]
         assert sigmas == sorted(sigmas, reverse=True) and sigmas[0] > sigmas[-1]
+        lambdas = [p["extra"]["lambda"] for p in smc]
+        assert lambdas == sorted(lambdas) and 0.0 <= lambdas[0] and lambdas[-1] == 1.0  # rises to exactly 1
     assert results[0][0] != results[1][0]
     assert results[0][1]["smc"]["smc"] != results[1][1]["smc"]["smc"]  # another seed, other numbers
 
     # drawn: ESS on top of the first panel, the mean reward on top of the second, sigma in the third
     drawn = chart_drawn(browser, ids["smc"])
     assert drawn["size"][0] > 200 and drawn["size"][1] > 150
-    for name in ("ess", "mean", "extra:sigma"):
+    for name in ("ess", "mean", "extra:sigma"):  # λ and the clipped share (checked as data above) can lie flat under each other
         assert_series_shown(browser, ids["smc"], drawn, name, steps)
     ess_y = [y for _, y in drawn["series"]["ess"]["points"]]
     top = drawn["panels"][0]["box"]
