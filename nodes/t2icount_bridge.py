@@ -25,14 +25,15 @@ import torch
 import comfy.model_detection
 import comfy.model_management as model_management
 import comfy.ops
-from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel, forward_timestep_embed
-from comfy.ldm.modules.diffusionmodules.util import timestep_embedding
 
 from ..rewards.quantity import T2ICOUNT_SOURCE
 from ..rewards.t2icount import TAPPED_OUTPUT_BLOCKS, CountHead, T2ICountReward, phrase_token_mask, \
     read_t2icount_checkpoint
 from ..rewards.targets import CountTarget
-from .host_bridge import HostInputError, make_gradient_ready
+from .host_bridge import HostInputError, host_symbol, make_gradient_ready
+
+# ComfyUI's SD1.5 UNet pieces, looked up when used, so a ComfyUI without them still loads the pack
+_OPENAIMODEL = "comfy.ldm.modules.diffusionmodules.openaimodel"
 
 LOG = logging.getLogger("psi_sampler")
 
@@ -48,7 +49,7 @@ class T2ICountUNet(torch.nn.Module):
     """The fine-tuned SD1.5 UNet (ComfyUI's UNetModel) returning T2ICount's features:
     (latents [N, 4, h, w], context [N, T, D]) -> [f0, f1, f2, f3], finest first."""
 
-    def __init__(self, unet: UNetModel, context_dim: int):
+    def __init__(self, unet, context_dim: int):
         super().__init__()
         self.unet = unet
         self.context_dim = int(context_dim)
@@ -65,6 +66,8 @@ class T2ICountUNet(torch.nn.Module):
         x = latents.to(param.device, param.dtype)
         context = context.to(param.device, param.dtype)
         steps = torch.zeros(x.shape[0], device=x.device)
+        forward_timestep_embed = host_symbol(f"{_OPENAIMODEL}.forward_timestep_embed")
+        timestep_embedding = host_symbol("comfy.ldm.modules.diffusionmodules.util.timestep_embedding")
         emb = unet.time_embed(timestep_embedding(steps, unet.model_channels, repeat_only=False).to(x.dtype))
         options = {"original_shape": list(x.shape), "transformer_index": 0}
         h, skips = x, []
@@ -99,7 +102,8 @@ def build_unet(state: dict[str, torch.Tensor], path: Path) -> T2ICountUNet:
     if problem:
         raise HostInputError(T2ICOUNT_SOURCE.message(problem, path))
     config = {**config, **SD15_ATTENTION, "dtype": torch.float32}
-    unet = UNetModel(**config, device="cpu", operations=comfy.ops.disable_weight_init)
+    unet = host_symbol(f"{_OPENAIMODEL}.UNetModel")(**config, device="cpu",
+                                                    operations=comfy.ops.disable_weight_init)
     missing, unexpected = unet.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise HostInputError(T2ICOUNT_SOURCE.message(

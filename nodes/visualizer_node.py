@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import comfy.latent_formats
 import folder_paths
 import torch
 from comfy_api.latest import io, ui
@@ -35,6 +34,7 @@ from ..visualizer import (
     write_trace,
 )
 from ..visualizer.drawing import GREY, WHITE, fmt, put_text
+from . import host_bridge
 from .progress import show_text
 from .types import PsiTrace
 
@@ -43,7 +43,7 @@ LOG = logging.getLogger("psi_sampler")
 #: colour of the tiles of steps whose latents the trace did not keep
 PLACEHOLDER_GREY = 0.86
 #: latent formats guessed from the channel count when no MODEL is connected
-GUESSED_FORMATS = {4: comfy.latent_formats.SD15, 16: comfy.latent_formats.Flux}
+GUESSED_FORMATS = {4: "comfy.latent_formats.SD15", 16: "comfy.latent_formats.Flux"}  # looked up when used
 
 
 # --------------------------------------------------------------------------- traces
@@ -83,7 +83,7 @@ def latent_format_for(model, channels: int):
     if model is not None:
         return model.get_model_object("latent_format")
     guess = GUESSED_FORMATS.get(int(channels))
-    return guess() if guess is not None else None
+    return host_bridge.host_symbol(guess)() if guess is not None else None
 
 
 def preview_rgb(latents: torch.Tensor, latent_format) -> torch.Tensor:
