@@ -42,8 +42,9 @@ REGIME_WHY = ("the regime where the equal-NFE table in docs/benchmarks.md separa
               "dimension). There the tempered SMC from prior particles beats Ψ: it trusts the look-ahead at high "
               "noise less, while Ψ's chains spend half the budget sampling its full-strength tilt.")
 CHOICE = ("Which initial method: on this toy at 500 NFE, prior (every evaluation on SMC particles, tempered twist) "
-          "had the lowest energy distance and reward gap in all 8 regimes measured (d = 2 to 1024, Tweedie and "
-          "distilled); choose it by default. pcnl (Ψ) beat MALA's acceptance but not prior SMC; choose it to "
+          "had the lowest energy distance and reward gap of the five methods of the equal-NFE table (prior, "
+          "gradient-free and MALA + SMC, Ψ, Best-of-N; Top-K was not in it) in all 8 regimes measured (d = 2 to "
+          "1024, Tweedie and distilled); choose it by default. pcnl (Ψ) beat MALA's acceptance but not prior SMC; choose it to "
           "reproduce the paper, or where the look-ahead at the first sigma is trustworthy and the rewarded region "
           "has almost no prior mass. gradient-free SMC is for rewards without a gradient.")
 
