@@ -1,6 +1,7 @@
-"""Host benchmarks of issue 6 on tiny random-weight ComfyUI models (tables 2, 3, 4).
+"""Host benchmarks (docs/benchmarks.md) on tiny random-weight ComfyUI models (tables 2, 3, 4).
 
-    COMFYUI_PATH=/work/comfyui /work/comfyui/.venv/bin/python bench/host_bench.py \
+    export COMFYUI_PATH="$(bash scripts/host.sh 0.3.64 | tail -n 1)"
+    "$COMFYUI_PATH/.venv/bin/python" bench/host_bench.py \
         --table throughput|overhead|memory|first-run|all [--threads 1] [--reps 3] [--steps 3] [--out FILE]
 
 Runs the Ψ SMC Sampler node (`PsiSMCSampler.execute`, so ComfyUI's own loop:

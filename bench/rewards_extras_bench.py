@@ -2,9 +2,9 @@
 model geometry with random weights (the companion of rewards/bench.py, whose
 `time_forward_backward` it uses). Each backend needs its own interpreter:
 
-    /work/extras/.venv/bin/python      bench/rewards_extras_bench.py --backend hpsv2
-    /work/extras/.venv-tf4/bin/python  bench/rewards_extras_bench.py --backend imagereward
-    /work/gdpy/.venv/bin/python        bench/rewards_extras_bench.py --backend groundingdino-py
+    "$(bash scripts/side_env.sh extras | tail -n 1)"  bench/rewards_extras_bench.py --backend hpsv2
+    "$(bash scripts/side_env.sh extras | tail -n 1)"  bench/rewards_extras_bench.py --backend imagereward
+    "$(bash scripts/side_env.sh gdino | tail -n 1)"   bench/rewards_extras_bench.py --backend groundingdino-py
 
 (options: --threads 2, --repeats 2, --image-side 512, --batch 1). Run them one after another.
 

@@ -1,6 +1,7 @@
 """How a sampler state relates to noise and the ancestral kernels ComfyUI uses.
 
-Two families cover ComfyUI's models (brief §3.3):
+Two families cover ComfyUI's models (its `model_sampling` classes; the ancestral steps of
+k-diffusion, Karras et al. 2022, as ComfyUI's samplers take them):
 
 * ``"eps"`` — EPS and V-prediction models: x = x0 + σ·ε.
 * ``"flow"`` — CONST (rectified-flow) models such as SD3 and FLUX: x = (1−σ)·x0 + σ·ε.

@@ -1,5 +1,5 @@
 """Initial particles for the SMC: the Ψ-Sampler posterior over the starting noise
-and the baselines (brief §1.1).
+and the baselines it is compared with (Yoon et al., Ψ-Sampler, arXiv 2506.01320).
 
     pcnl, mala, ula  C chains on π(ε) ∝ N(ε; 0, I)·exp(r̂(x_0(ε), σ_0)/α_mcmc), run
                      as one batch; after `burn_in` iterations K states are taken,

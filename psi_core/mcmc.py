@@ -1,6 +1,7 @@
 """MCMC kernels over the starting noise ε for π(ε) ∝ N(ε; 0, I)·exp(f(ε)).
 
-f(ε) = r̂(x_0(ε), σ_0)/α_mcmc is the tilt (brief §1.1). Every kernel is a pure
+f(ε) = r̂(x_0(ε), σ_0)/α_mcmc is the tilt (Ψ-Sampler, arXiv 2506.01320; pCN: Cotter,
+Roberts, Stuart & White 2013). Every kernel is a pure
 step `(state, potential, step_size, generator) -> (state, info)` over a batch of
 C independent chains; all Metropolis–Hastings arithmetic is float32 (float64 for
 the per-chain sums), whatever the model dtype.

@@ -1,4 +1,4 @@
-"""The exact-target toy (brief §2): a Gaussian-mixture prior with its closed-form
+"""The exact-target toy (the Figure 1 setting of Ψ-Sampler, arXiv 2506.01320): a Gaussian-mixture prior with its closed-form
 denoiser in both parameterisations, a log-Gaussian reward, the exact tilted
 target, metrics against it, the `python -m psi_core.toy` CLI and the demo."""
 

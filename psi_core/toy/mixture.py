@@ -1,4 +1,4 @@
-"""A diagonal Gaussian mixture with everything in closed form (brief §2).
+"""A diagonal Gaussian mixture with everything in closed form (Tweedie denoiser, tilted target).
 
 p0 = Σ_k π_k N(m_k, diag(v_k)) in d dimensions. For a state x = a·x0 + b·ε:
 

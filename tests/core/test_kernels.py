@@ -1,7 +1,7 @@
 """The ancestral kernels and the noise scaling against ComfyUI's own formulas.
 
 The reference functions below are written independently from ComfyUI's
-k-diffusion loops (brief §3.3): `sample_euler_ancestral` with `get_ancestral_step`
+k-diffusion loops (comfy/k_diffusion/sampling.py): `sample_euler_ancestral` with `get_ancestral_step`
 for EPS/V models and `sample_euler_ancestral_RF` for CONST (flow) models, and
 `model_sampling.noise_scaling`. psi_core writes the same steps as Gaussians
 N(μ, s²I); μ is the step with zero noise, s the factor in front of the noise.

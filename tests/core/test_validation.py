@@ -1,4 +1,4 @@
-"""Bad input (issue 2): every public entry validates before any model call and raises
+"""Bad input: every public entry validates before any model call and raises
 ValueError/TypeError naming the parameter and the value received.
 
 The look-ahead used here wraps a denoiser and a reward that fail the test if they

@@ -79,7 +79,7 @@ MODEL_INPUTS = {
 
 # --------------------------------------------------------------------------------------------- paper settings
 
-#: §1.3 of the design brief (the paper's FLUX.1-schnell runs; reference configs): pCNL δ = 0.5, 25 SMC steps,
+#: the paper's FLUX.1-schnell runs (Ψ-Sampler, arXiv 2506.01320; its reference configs): pCNL δ = 0.5, 25 SMC steps,
 #: 512², ESS threshold 0.5, 5 chains. mcmc_steps counts burn-in too (the reference runs burn-in + N steps),
 #: so the MCMC uses chains × mcmc_steps gradient evaluations = the SMC's K × 25: half the budget each.
 PAPER = {
