@@ -556,6 +556,12 @@ class SamplerBridge:
                 self.guider.inner_model = guider_model
                 self.in_gradient_pass = False
 
+    @property
+    def latent_format_name(self) -> str:
+        """The name of the model's latent format (a class of comfy.latent_formats: scale, shift and
+        preview colours), recorded in traces so they can be decoded without the model."""
+        return type(self.base.latent_format).__name__
+
     def release(self) -> None:
         """Move the reward back where it was and drop cached tensors."""
         self.last_evaluation = None

@@ -50,6 +50,7 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
             progress = MCMCProgress(bridge.patcher, config.mcmc_steps, bridge, look.counter)
             initial = draw_initial(config, look, bridge.start(sigmas), tuple(x.shape[1:]),
                                    float(sigmas[0]), generator, bridge.device, on_iteration=progress)
+            initial.trace.latent_format = bridge.latent_format_name
             source = evaluation_source(bridge.guider, vae, reward)
             outcome.particles = PsiParticles.from_initial(initial, bridge.family, source)
         show_text(initial_summary(config.method, config.num_particles, initial.trace))
@@ -103,6 +104,7 @@ def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: 
             progress = SMCProgress(callback, sigmas, look.counter)
             run_config = _recording(config, len(sigmas) - 1, trace_steps)
             result = run_smc(initial, sigmas, look, run_config, bridge.family, gen, on_step=progress.on_step)
+            result.trace.latent_format = bridge.latent_format_name
             progress.finish(result.samples)
         outcome.result = result
         show_text(smc_summary(result.trace))

@@ -42,8 +42,6 @@ LOG = logging.getLogger("psi_sampler")
 
 #: colour of the tiles of steps whose latents the trace did not keep
 PLACEHOLDER_GREY = 0.86
-#: latent formats guessed from the channel count when no MODEL is connected
-GUESSED_FORMATS = {4: "comfy.latent_formats.SD15", 16: "comfy.latent_formats.Flux"}  # looked up when used
 
 
 # --------------------------------------------------------------------------- traces
@@ -63,7 +61,8 @@ def combine_traces(smc_trace: Trace | None, initial_trace: Trace | None) -> Trac
     if smc_trace.mcmc or initial_trace is None or not initial_trace.mcmc:
         return smc_trace
     return dataclasses.replace(smc_trace, mcmc=list(initial_trace.mcmc),
-                               alpha_mcmc=smc_trace.alpha_mcmc or initial_trace.alpha_mcmc)
+                               alpha_mcmc=smc_trace.alpha_mcmc or initial_trace.alpha_mcmc,
+                               latent_format=smc_trace.latent_format or initial_trace.latent_format)
 
 
 def grid_rows(trace: Trace, rows: int) -> tuple[list[int], bool]:
@@ -78,12 +77,15 @@ def grid_rows(trace: Trace, rows: int) -> tuple[list[int], bool]:
 # --------------------------------------------------------------------------- latents -> images
 
 
-def latent_format_for(model, channels: int):
-    """The model's latent format, or one guessed from the channel count (4: SD1.5, 16: FLUX), or None."""
+def latent_format_for(model, trace: Trace):
+    """The latent format of the connected model, else the one the sampler recorded in the trace
+    (a comfy.latent_formats class name), else None. Never guessed from the channel count: SDXL
+    shares SD1.5's 4 channels with another scale, SD3 FLUX's 16 with another shift and scale."""
     if model is not None:
         return model.get_model_object("latent_format")
-    guess = GUESSED_FORMATS.get(int(channels))
-    return host_bridge.host_symbol(guess)() if guess is not None else None
+    if trace.latent_format:
+        return host_bridge.host_symbol(f"comfy.latent_formats.{trace.latent_format}")()
+    return None
 
 
 def preview_rgb(latents: torch.Tensor, latent_format) -> torch.Tensor:
@@ -123,8 +125,11 @@ def decoded_rows(trace: Trace, keys: list[int], vae, model, preview: bool) -> di
         if x0.ndim != 4:
             raise ValueError(f"the trace's latents at step {key} have shape {tuple(x0.shape)}; the visualizer "
                              "draws image latents [K, C, H, W]")
-        latent_format = latent_format_for(model, x0.shape[1])
+        latent_format = latent_format_for(model, trace)
         if vae is not None and not preview:
+            if latent_format is None:
+                raise ValueError("the trace does not say which latent format its model uses: connect the "
+                                 "model input (or turn preview on)")
             out[key] = vae_decode(x0, vae, latent_format)
         else:
             out[key] = preview_rgb(x0, latent_format)
@@ -195,7 +200,7 @@ class PsiParticleVisualizer(io.ComfyNode):
                                      "on) a fast latent-to-RGB preview is drawn."),
                 io.Model.Input("model", optional=True,
                                tooltip="The sampled model, for its latent format (scaling and preview colours). "
-                                       "Without it the format is guessed from the channels (4: SD1.5, 16: FLUX)."),
+                                       "Without it the format the sampler recorded in the trace is used."),
                 io.Boolean.Input("preview", default=False,
                                  tooltip="Draw tiles with the fast latent-to-RGB preview instead of the VAE "
                                          "(much faster, approximate colours)."),

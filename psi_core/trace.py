@@ -54,6 +54,7 @@ class Trace:
     alpha: float | None = None
     alpha_mcmc: float | None = None
     initial_lambda: float = 1.0                      # λ_0 of the first SMC target
+    latent_format: str | None = None                 # the model's latent space, named by the host that ran it
 
     @property
     def lambdas(self) -> list[float]:
@@ -103,6 +104,7 @@ class Trace:
             "final_step_size": self.final_step_size,
             "min_ess": self.min_ess,
             "initial_lambda": self.initial_lambda,
+            "latent_format": self.latent_format,
             "selected": list(self.selected),
             "initial_reward": lst(self.initial_reward),
             "initial_log_weights": lst(self.initial_log_weights),

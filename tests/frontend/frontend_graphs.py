@@ -33,16 +33,18 @@ def live_run(particles: int = 4, steps: int = 4, seed: int = 1) -> tuple[dict, d
 
 
 def visualizer_run(particles: int, width: int, height: int, steps: int, rows: int, preview: bool,
-                   save_trace: bool = False, seed: int = 0) -> tuple[dict, dict]:
+                   save_trace: bool = False, seed: int = 0, connect_model: bool = True) -> tuple[dict, dict]:
     """Prior-initialised gradient-free SMC keeping every step's predicted latents in its trace →
-    visualizer (+ the trace as JSON); ids of the visualizer, the trace summary and the sampler."""
+    visualizer (+ the trace as JSON; its model input left empty unless `connect_model`); ids of the
+    visualizer, the trace summary and the sampler."""
     g = Graph()
     b = _base(g, width, height)
     smc = g.add("PsiSMCSampler", model=b["model"], seed=seed, steps=steps, scheduler="simple", denoise=1.0,
                 positive=b["positive"], negative=b["negative"], cfg=host_graphs.CFG[FAMILY], latent_image=b["latent"],
                 vae=b["vae"], reward=b["reward"], particles=particles, trace_steps=steps,
                 **{**host_graphs.SMC, "gradient_free": True, "grad_batch_size": 32})
-    visualizer = g.add("PsiParticleVisualizer", smc_trace=g.link(smc, 1), vae=b["vae"], model=b["model"],
+    model = {"model": b["model"]} if connect_model else {}
+    visualizer = g.add("PsiParticleVisualizer", smc_trace=g.link(smc, 1), vae=b["vae"], **model,
                        preview=preview, rows=rows, tile_width=0, save_trace=save_trace,
                        filename_prefix="psi/psi_trace")
     summary = g.add("PsiTestTraceSummary", trace=g.link(smc, 1), label="smc")

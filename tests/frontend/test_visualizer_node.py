@@ -82,6 +82,20 @@ def test_visualizer_layout(server, screenshot_dir, particles, width, height, ste
         assert arrays[f"x0_hat_step_{steps - 1}"].shape == (particles, 4, height // 8, width // 8)
 
 
+def test_visualizer_without_a_model_decodes_with_the_recorded_format(server):
+    """The sampler records its model's latent format in the trace (written to the JSON), and the
+    visualizer without a MODEL input decodes with it: the same grid as with the model connected."""
+    grids = {}
+    for connect in (True, False):
+        prompt, ids = graphs.visualizer_run(2, 32, 32, 2, 3, False, save_trace=not connect, seed=7,
+                                            connect_model=connect)
+        grids[connect] = np.asarray(images_of(server, server.run_ok(prompt), ids["visualizer"])[0])
+    assert np.array_equal(grids[True], grids[False])
+    written = sorted((server.work / "base" / "output" / "psi").glob("psi_trace_*.json"))
+    assert written and all(json.loads(p.read_text())["latent_format"] == "SD15"  # the tiny SD1.5-like model's
+                           for p in written)
+
+
 def test_visualizer_initial_trace_only(server):
     """Without SMC steps the grid is a short notice and the curves show the MCMC panels."""
     prompt, ids = graphs.initial_only_run()

@@ -16,22 +16,14 @@ import importlib
 import io
 import json
 import logging
-import os
 import sys
 
-
-def _import_host() -> None:
-    """Import ComfyUI from a plain process (as main.py does: args parsing on, --cpu, extra_config before nodes)."""
-    sys.path.insert(0, os.getcwd())
-    sys.argv = [sys.argv[0], "--cpu"]
-    import comfy.options
-    comfy.options.enable_args_parsing()
-    import utils.extra_config  # noqa: F401  (main.py imports it before nodes)
+from probe_setup import import_host
 
 
 def main() -> None:
     pack, version, *symbols = sys.argv[1:]
-    _import_host()
+    import_host()
     log = io.StringIO()
     logging.basicConfig(stream=log, level=logging.INFO, force=True)
     import comfyui_version

@@ -18,39 +18,23 @@ bridge's choice for a classic patcher only.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import os
 import sys
 
-
-def _import_host() -> None:
-    sys.path.insert(0, os.getcwd())
-    sys.argv = [sys.argv[0], "--cpu"]
-    import comfy.options
-    comfy.options.enable_args_parsing()
-    import utils.extra_config  # noqa: F401  (main.py imports it before nodes)
-
-
-def _load_package(name: str, folder: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
-                                                  submodule_search_locations=[folder])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from probe_setup import import_host, load_package
 
 
 def main() -> None:
     pack, fixtures = sys.argv[1:3]
-    _import_host()
+    import_host()
     import torch
 
     import comfy.model_patcher
 
-    _load_package("psi_sampler", pack)
+    load_package("psi_sampler", pack)
     bridge = importlib.import_module("psi_sampler.nodes.host_bridge")
-    _load_package("psi_test_fixtures", fixtures)
+    load_package("psi_test_fixtures", fixtures)
     tiny = importlib.import_module("psi_test_fixtures.tiny")
 
     classic = tiny.build("flux", 0)[0]
