@@ -1,8 +1,10 @@
 """Test setup: make the pack importable as the package `psi_sampler`.
 
 ComfyUI imports the pack by its folder name; the folder name of a checkout is
-arbitrary, so tests load the repository root under a fixed name. The pure core is
-also importable on its own as `psi_core` (repository root on sys.path).
+arbitrary, so tests load the repository root under a fixed name. Tests import the
+core only as `psi_sampler.psi_core`, the name the pack's own modules see, so classes
+agree across them (isinstance); the repository root is on sys.path for tools run as
+`python -m psi_core.toy`.
 """
 
 import importlib.util

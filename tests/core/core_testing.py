@@ -7,10 +7,10 @@ from collections import Counter
 
 import torch
 
-from psi_core import InitialConfig, Lookahead, NFECounter, SMCConfig, draw_initial, make_generator, run_smc
-from psi_core.lookahead import Evaluation
-from psi_core.mcmc import ChainState
-from psi_core.toy import figure1
+from psi_sampler.psi_core import InitialConfig, Lookahead, NFECounter, SMCConfig, draw_initial, make_generator, run_smc
+from psi_sampler.psi_core.lookahead import Evaluation
+from psi_sampler.psi_core.mcmc import ChainState
+from psi_sampler.psi_core.toy import figure1
 
 
 def chain_state(eps: torch.Tensor, f: torch.Tensor, grad: torch.Tensor) -> ChainState:

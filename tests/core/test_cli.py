@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from psi_core.toy import figure1
-from psi_core.toy.__main__ import main
-from psi_core.toy.run import ToySettings, sample_toy
+from psi_sampler.psi_core.toy import figure1
+from psi_sampler.psi_core.toy.__main__ import main
+from psi_sampler.psi_core.toy.run import ToySettings, sample_toy
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"method", "kind", "dim", "nfe", "nfe_grad", "nfe_forward", "reward_mean", "target_reward_mean",
@@ -149,7 +149,7 @@ def test_demo_prints_every_method_and_the_ratio_and_writes_the_figure(capsys, tm
     computed from them, and a PNG of five panels."""
     from PIL import Image
 
-    from psi_core.toy import demo
+    from psi_sampler.psi_core.toy import demo
 
     out = tmp_path / "figure1.png"
     # the 2-D Tweedie toy keeps this quick; the default regime (distilled, d = 1024) takes minutes

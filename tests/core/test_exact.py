@@ -21,8 +21,8 @@ import statistics
 import pytest
 import torch
 
-from psi_core import SMCConfig
-from psi_core.toy.exact import (exact_moments, exact_problem, exact_reference, over_seeds, reference_sampler,
+from psi_sampler.psi_core import SMCConfig
+from psi_sampler.psi_core.toy.exact import (exact_moments, exact_problem, exact_reference, over_seeds, reference_sampler,
                                 smc_estimate, z_scores)
 
 SEEDS = 12

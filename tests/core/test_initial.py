@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from core_testing import small_problem
-from psi_core import InitialConfig, Lookahead, NFECounter, draw_initial, make_generator, start_map, thinning_schedule
-from psi_core.toy.exact import exact_problem
+from psi_sampler.psi_core import InitialConfig, Lookahead, NFECounter, draw_initial, make_generator, start_map, thinning_schedule
+from psi_sampler.psi_core.toy.exact import exact_problem
 
 
 def _draw(problem, denoiser=None, **overrides):

@@ -14,13 +14,13 @@ import math
 import pytest
 import torch
 
-from psi_core import SMCConfig, make_generator, run_smc
-from psi_core.families import ancestral_coefficients, kernel_coefficients, start_map
-from psi_core.initial import InitialParticles
-from psi_core.lookahead import Lookahead
-from psi_core.smc import SMCState, smc_step
-from psi_core.toy import figure1
-from psi_core.weights import LogWeights
+from psi_sampler.psi_core import SMCConfig, make_generator, run_smc
+from psi_sampler.psi_core.families import ancestral_coefficients, kernel_coefficients, start_map
+from psi_sampler.psi_core.initial import InitialParticles
+from psi_sampler.psi_core.lookahead import Lookahead
+from psi_sampler.psi_core.smc import SMCState, smc_step
+from psi_sampler.psi_core.toy import figure1
+from psi_sampler.psi_core.weights import LogWeights
 
 
 # --- ComfyUI reference (k-diffusion sampling.py), float arithmetic as there -------------

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from core_testing import DiagonalTilt, QuadraticTilt, chain_state, run_chains
-from psi_core.mcmc import mala_step, pcnl_rho, pcnl_step, rms_clip, ula_step
-from psi_core.rng import make_generator
+from psi_sampler.psi_core.mcmc import mala_step, pcnl_rho, pcnl_step, rms_clip, ula_step
+from psi_sampler.psi_core.rng import make_generator
 
 DIM = 16
 CHAINS = 4000

@@ -14,8 +14,8 @@ import math
 import pytest
 import torch
 
-from psi_core.resampling import DEFAULT_SCHEME, RESAMPLERS, resample
-from psi_core.rng import make_generator
+from psi_sampler.psi_core.resampling import DEFAULT_SCHEME, RESAMPLERS, resample
+from psi_sampler.psi_core.rng import make_generator
 
 DRAWS = 3000
 # distinct fractional parts of K·w, one zero-weight particle in the middle and one at each end

@@ -12,15 +12,15 @@ import torch
 from torch.distributions import Normal
 
 from core_testing import RecordingDenoiser, small_problem, toy_run, weighted_mean
-from psi_core import InitialConfig, Lookahead, NFECounter, SMCConfig, draw_initial, make_generator, run_smc
-from psi_core.budget import mcmc_nfe, smc_nfe
-from psi_core.families import ancestral_coefficients, kernel_coefficients
-from psi_core.resampling import resample
-from psi_core.smc import (SMCState, conditional_ess, initial_log_weights, lambda_floor, next_lambda, select_output,
+from psi_sampler.psi_core import InitialConfig, Lookahead, NFECounter, SMCConfig, draw_initial, make_generator, run_smc
+from psi_sampler.psi_core.budget import mcmc_nfe, smc_nfe
+from psi_sampler.psi_core.families import ancestral_coefficients, kernel_coefficients
+from psi_sampler.psi_core.resampling import resample
+from psi_sampler.psi_core.smc import (SMCState, conditional_ess, initial_log_weights, lambda_floor, next_lambda, select_output,
                           smc_init, smc_step)
-from psi_core.toy import figure1
-from psi_core.toy.metrics import mode_masses
-from psi_core.weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
+from psi_sampler.psi_core.toy import figure1
+from psi_sampler.psi_core.toy.metrics import mode_masses
+from psi_sampler.psi_core.weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
 
 
 def _rhat_and_grad(problem, x: torch.Tensor, sigma: float):

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from psi_core import make_generator
-from psi_core.budget import plan_budget
-from psi_core.toy import DiagonalMixture, GaussianReward, ToySettings, expected_reward, figure1, run_toy, tilt
-from psi_core.toy.metrics import energy_distance, mode_masses, mode_report
-from psi_core.toy.problems import DIM_RANGE, REWARDED_DIMS, flow_map, schedule
+from psi_sampler.psi_core import make_generator
+from psi_sampler.psi_core.budget import plan_budget
+from psi_sampler.psi_core.toy import DiagonalMixture, GaussianReward, ToySettings, expected_reward, figure1, run_toy, tilt
+from psi_sampler.psi_core.toy.metrics import energy_distance, mode_masses, mode_report
+from psi_sampler.psi_core.toy.problems import DIM_RANGE, REWARDED_DIMS, flow_map, schedule
 
 LEVELS = {"eps": [0.3, 1.0, 3.0], "flow": [0.3, 0.6, 0.9]}
 
@@ -249,7 +249,7 @@ def test_run_toy_spends_the_planned_budget(method):
 
 
 def test_verdict_bench_rows_cover_every_method_and_report_no_failures():
-    from psi_core.toy.bench import VERDICT_ROWS, tempered_psi_row, verdict_table
+    from psi_sampler.psi_core.toy.bench import VERDICT_ROWS, tempered_psi_row, verdict_table
 
     lines = verdict_table([2], 2, "tweedie", nfe=150)
     rows = lines[2:]

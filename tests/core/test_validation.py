@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from core_testing import RecordingDenoiser, exploding_reward
-from psi_core import InitialConfig, Lookahead, SMCConfig, draw_initial, make_generator, plan_budget, run_smc
-from psi_core.families import start_map
-from psi_core.initial import InitialParticles
+from psi_sampler.psi_core import InitialConfig, Lookahead, SMCConfig, draw_initial, make_generator, plan_budget, run_smc
+from psi_sampler.psi_core.families import start_map
+from psi_sampler.psi_core.initial import InitialParticles
 
 SIGMAS = torch.tensor([1.0, 0.5, 0.2, 0.0], dtype=torch.float64)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from psi_core.weights import AllParticlesInvalidError, LogWeights
+from psi_sampler.psi_core.weights import AllParticlesInvalidError, LogWeights
 
 
 def test_equal_weights_have_ess_k_at_any_offset():

@@ -10,12 +10,12 @@ import pytest
 import torch
 from psi_sampler.visualizer import recorded_latents
 
-from psi_core.budget import NFECounter
-from psi_core.initial import InitialConfig, draw_initial
-from psi_core.lookahead import Lookahead
-from psi_core.rng import make_generator
-from psi_core.smc import SMCConfig, run_smc
-from psi_core.toy.problems import figure1
+from psi_sampler.psi_core.budget import NFECounter
+from psi_sampler.psi_core.initial import InitialConfig, draw_initial
+from psi_sampler.psi_core.lookahead import Lookahead
+from psi_sampler.psi_core.rng import make_generator
+from psi_sampler.psi_core.smc import SMCConfig, run_smc
+from psi_sampler.psi_core.toy.problems import figure1
 
 
 def toy_trace(particles: int, steps: int = 10, method: str = "pcnl", record=None, seed: int = 0):
