@@ -26,9 +26,8 @@ from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_FILE, HEAD_SOURCE, Aesthet
 from ..rewards.checks import prompt_text
 from ..rewards.grounding import GROUNDING_DINO_SOURCE, check_groundingdino_py_usable
 from ..rewards.grounding_py import BERT_SOURCE, GROUNDINGDINO_PY_SOURCE, OFFICIAL_QUERIES, min_shortest_side
-from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_HINT, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT,
-                               PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE, import_image_reward_blip,
-                               pickscore_reward)
+from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT, PICKSCORE_PROCESSOR_SOURCE,
+                               PICKSCORE_SOURCE, pickscore_reward)
 from ..rewards.layout import MATCHINGS
 from ..rewards.loading import RewardUnavailableError
 from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE
@@ -491,21 +490,12 @@ class PsiPickScoreReward(io.ComfyNode):
 
 
 HPSV2_PACKAGE = ("open_clip", OPEN_CLIP_HINT, "The HPSv2 scorer")
-IMAGE_REWARD_PACKAGE = ("ImageReward", IMAGE_REWARD_HINT, "The ImageReward scorer")
 
 
 def check_package(package: tuple[str, str, str]) -> None:
     message = models.missing_package(*package)
     if message:
         raise ValueError(message)
-
-
-def check_image_reward_runs() -> None:
-    """Refuse, at queue time, a host whose transformers image-reward's BLIP cannot import."""
-    try:
-        import_image_reward_blip()
-    except RewardUnavailableError as err:
-        raise ValueError(str(err)) from err
 
 
 class PsiHPSv2Reward(io.ComfyNode):
@@ -558,9 +548,8 @@ class PsiImageRewardReward(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "ImageReward (held-out human-preference scorer, BLIP + MLP), differentiable through this pack's "
-                "own preprocessing. Needs the optional package image-reward, which runs only with transformers "
-                "<= 4.55 (ComfyUI installs 5.x there the node says so); vocab.txt of bert-base-uncased next to "
-                "med_config.json."),
+                "own preprocessing; built on the host's transformers BLIP classes (no extra package). Needs "
+                "vocab.txt of bert-base-uncased next to med_config.json."),
             inputs=[
                 folder_input("checkpoint", models.file_choices(),
                              f"ImageReward weights in models/{models.FOLDER}: ImageReward.pt (THUDM/ImageReward).",
@@ -576,8 +565,6 @@ class PsiImageRewardReward(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, checkpoint, med_config, prompt):
         def check():
-            check_package(IMAGE_REWARD_PACKAGE)
-            check_image_reward_runs()
             prompt_text(prompt)
             models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
             models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
@@ -590,7 +577,6 @@ class PsiImageRewardReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, checkpoint, med_config, prompt) -> io.NodeOutput:
-        check_package(IMAGE_REWARD_PACKAGE)
         path = models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
         config = models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
         key = ("imagereward", models.signature(path), models.signature(config), prompt)
