@@ -10,18 +10,20 @@ HPS_v2.1_compressed.pt in a temporary psi_rewards folder given to the server thr
 extra-model-paths yaml. Where the host lacks open_clip, the HPS v2 tests skip, naming
 `pip install open_clip_torch`.
 
-ImageReward (image-reward 1.5) cannot import on transformers >= 4.56 (the host has 5.x), so
-its node must be listed but refused when a prompt is queued, with a message naming the
-missing package (image-reward not installed) or the transformers incompatibility (installed).
+ImageReward runs on the host's own transformers (5.x) with no extra package: a tiny random
+ImageReward in the released file's layout (reward_fixtures/psi_heldout_fixtures/
+tiny_image_reward.py) is written to the same folder, and its node steers the sampler.
 
-Covers: both nodes listed with their files as choices; HPS v2 → guided Ψ SMC → VAEDecode →
-Ψ Score Images runs without node errors, gives finite scores that match open_clip's own HPS v2
-scoring of the saved images, and is taken from the cache by a second prompt; ImageReward in a
-sampler prompt refused at validation.
+Covers: both nodes listed with their files as choices; HPS v2 and ImageReward → guided Ψ SMC →
+VAEDecode → Ψ Score Images run without node errors and give finite scores that match the
+scorer's own scoring of the saved images (HPS v2: open_clip's; ImageReward: the pack's loader
+in the test process), HPS v2 taken from the cache by a second prompt; bad files refused when
+queued.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -34,6 +36,7 @@ import host_graphs as graphs
 HERE = Path(__file__).resolve().parent
 HELDOUT_FIXTURE_PACK = HERE / "reward_fixtures" / "psi_heldout_fixtures"
 TINY_OPEN_CLIP = HELDOUT_FIXTURE_PACK / "tiny_open_clip.py"
+TINY_IMAGE_REWARD = HELDOUT_FIXTURE_PACK / "tiny_image_reward.py"
 HPS_FILE, IMAGE_REWARD_FILE, MED_CONFIG = "HPS_v2.1_compressed.pt", "ImageReward.pt", "med_config.json"
 PROMPT = "a red cat on the table"
 SMC_FAST = {"particles": 2, "grad_batch_size": 1, "output": "all"}
@@ -43,6 +46,14 @@ VIT_H_14_KEYS = {"embed_dim": None, "vision_cfg": {"image_size", "layers", "widt
 
 
 host = graphs.host_conftest()
+
+
+def tiny_image_reward():
+    """The fixture module that writes a tiny ImageReward (plain Python; imported by path)."""
+    spec = importlib.util.spec_from_file_location("tiny_image_reward", TINY_IMAGE_REWARD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def host_tiny_open_clip(server: "HeldoutServer", *args: str) -> dict:
@@ -68,7 +79,6 @@ class HeldoutServer(host.ComfyServer):
         self.models = work / "psi_rewards"
         self.python_path = host.optional_packages()
         self.open_clip = graphs.host_has(python, "open_clip", self.python_path)
-        self.image_reward = graphs.host_has(python, "ImageReward", self.python_path)
 
     def model_paths(self) -> dict[str, Path]:
         return {"psi_rewards": self.models}  # ComfyUI lists model files live: filled while the host boots
@@ -80,9 +90,7 @@ class HeldoutServer(host.ComfyServer):
             # a whole open_clip CLIP as HPS v2 stores it: both towers, their projections, logit_scale
             assert {"visual.proj", "visual.conv1.weight", "token_embedding.weight", "text_projection",
                     "logit_scale"} <= set(out["keys"]), out
-        # ImageReward is refused before anything is read: placeholders make the choices real file names
-        (self.models / IMAGE_REWARD_FILE).write_bytes(b"placeholder: never loaded (the node is refused first)")
-        (self.models / MED_CONFIG).write_text("{}")
+        tiny_image_reward().save_tiny_image_reward(self.models, seed=0, checkpoint=IMAGE_REWARD_FILE)
 
     def require_open_clip(self) -> None:
         if not self.open_clip:
@@ -191,23 +199,41 @@ def test_hpsv2_steers_smc_and_scores_like_open_clip(server):
     assert all(math.isfinite(v) for v in report["scores"]) and "a blue dog" in report["reward"], report
 
 
-def test_image_reward_refused_when_queued(server):
+def test_image_reward_steers_smc_and_scores_like_the_loader(server):
+    """The node runs on the host's transformers 5 and its scores are the loader's on the saved PNGs."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from psi_sampler.rewards.image_reward import load_image_reward
+
     prompt, ids = sampler_prompt("PsiImageRewardReward", seed=7, checkpoint=IMAGE_REWARD_FILE, med_config=MED_CONFIG,
                                  prompt=PROMPT)
+    outputs = run_ok(server, prompt)["outputs"]  # run() also asserts the prompt was queued without node errors
+    report = json.loads(outputs[ids["report"]]["text"][0])
+    scores = report["scores"]
+    assert len(scores) == SMC_FAST["particles"] and all(isinstance(v, float) and math.isfinite(v) for v in scores)
+    assert report["reward"] == f"imagereward for prompt {PROMPT!r}", report
+    files = [server.output_file(image) for image in outputs[ids["save"]]["images"]]
+    assert len(files) == len(scores) and all(f.is_file() for f in files), files
+    reward = load_image_reward(server.models / IMAGE_REWARD_FILE, server.models / MED_CONFIG, PROMPT)
+    pixels = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy())
+                          for f in files]).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        reference = reward(pixels).tolist()
+    print(f"node {scores} · loader {reference}")
+    # the same scorer on the PNG's 8-bit rounding of the decoded images
+    assert scores == pytest.approx(reference, abs=2e-3)
+
+
+def test_image_reward_bad_files_refused_when_queued(server):
+    prompt, ids = sampler_prompt("PsiImageRewardReward", seed=8, checkpoint="ImageReward_v2.pt",
+                                 med_config=MED_CONFIG, prompt=PROMPT)
     status, reply = server.queue(prompt)
-    assert status == 400 and reply.get("node_errors"), (status, reply)
-    errors = reply["node_errors"]
-    assert ids["reward"] in errors and errors[ids["reward"]]["class_type"] == "PsiImageRewardReward", errors
-    message = json.dumps(errors[ids["reward"]]["errors"])
-    if server.image_reward:
-        # installed, but image-reward 1.5's BLIP text encoder imports names transformers 4.56 removed
-        assert "cannot run with transformers" in message and "transformers <= 4.55" in message, message
-        assert "apply_chunking_to_forward" in message, message
-    else:
-        assert "needs the Python package `ImageReward`" in message and "image-reward" in message, message
-        assert "not installed" in message, message
-    history = server.get("/history")
-    assert not any(item["prompt"][2] == prompt for item in history.values())  # nothing was executed
+    assert status == 400 and ids["reward"] in reply.get("node_errors", {}), (status, reply)
+    message = json.dumps(reply["node_errors"][ids["reward"]]["errors"])
+    assert "no file 'ImageReward_v2.pt' in the psi_rewards model folder" in message, message
+    assert "THUDM/ImageReward" in message and "transformers" not in message, message
 
 
 def test_hpsv2_missing_checkpoint_refused_when_queued(server):
