@@ -87,7 +87,7 @@ def build_image_reward(folder: Path):
     import torch
     import transformers
 
-    from psi_sampler.rewards.heldout import import_image_reward_blip, load_image_reward
+    from psi_sampler.rewards.heldout import load_image_reward
 
     # THUDM/ImageReward's med_config.json (BLIP's, with the two tokens BLIP adds to bert-base-uncased)
     med_config = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
@@ -101,11 +101,10 @@ def build_image_reward(folder: Path):
     # the package's own ImageReward class (as tests/rewards/test_heldout_packages.py builds it), with
     # BLIP_Pretrain replaced by the real-size parts of BLIP's create_vit("large", 224) and text encoder
     # (BLIP_Pretrain's init_tokenizer would download bert-base-uncased)
-    vit, med = import_image_reward_blip()  # refuses with the reason on a transformers it cannot run with
     sys.path.insert(0, str(TESTS))
     from rewards_testing import blip_stand_in, image_reward_package
 
-    ir_module = image_reward_package()[0]
+    ir_module, vit, med = image_reward_package()  # needs image-reward, so transformers <= 4.55
     ir_module.BLIP_Pretrain = blip_stand_in(vit, med, folder / "med_config.json", patch_size=16, embed_dim=1024,
                                             depth=24, num_heads=16)
     package_model = ir_module.ImageReward(med_config=str(folder / "med_config.json"), device="cpu")
