@@ -35,7 +35,7 @@ import torch
 from .aesthetic import AestheticHead
 from .base import Reward
 from .clip import ClipImageEmbedder, ImageEmbedFn, clip_text_embedding, unit
-from .checks import prompt_text
+from ..psi_core.validation import prompt_text
 from .loading import (
     RewardLoadError,
     RewardUnavailableError,
