@@ -18,7 +18,7 @@ times d sum(scores) / d images after one warm-up pass:
                     BLIP BertModel from THUDM/ImageReward's med_config.json, cross-attention to the
                     image; MLP) saved as ImageReward.pt, rewards.heldout.load_image_reward
   groundingdino-py  the package's Swin-T OGC config, no overrides, with a random bert-base BertModel
-                    folder, saved as groundingdino_swint_ogc.pth, rewards.grounding_py.load_swint_ogc
+                    folder, saved as groundingdino_swint_ogc.pth, rewards.grounding_py.load_groundingdino_py
                     (shortest side 800 by default); LayoutReward with two phrases
 
 Prints one markdown table row per backend and a machine line (for docs/benchmarks.md).
@@ -122,7 +122,7 @@ def build_groundingdino_py(folder: Path):
     import transformers
     from transformers import BertConfig, BertModel
 
-    from psi_sampler.rewards.grounding_py import build_swint_ogc, load_swint_ogc
+    from psi_sampler.rewards.grounding_py import build_swint_ogc, load_groundingdino_py
     from psi_sampler.rewards.layout import LayoutReward
     from psi_sampler.rewards.targets import LayoutTarget
 
@@ -140,7 +140,7 @@ def build_groundingdino_py(folder: Path):
             "queries": int(built.num_queries)}
     torch.save({"model": built.state_dict()}, folder / "groundingdino_swint_ogc.pth")
     del built
-    detector = load_swint_ogc(folder / "groundingdino_swint_ogc.pth", bert)
+    detector = load_groundingdino_py(folder / "groundingdino_swint_ogc.pth", bert)
     target = LayoutTarget.build(["cat", "dog"], [[0.1, 0.1, 0.5, 0.5], [0.5, 0.4, 0.9, 0.9]])
     reward = LayoutReward(detector, target)
     info["geometry"] = (f"Swin-T OGC + BERT-base, {info['queries']} queries, shortest side {detector.shortest}, "

@@ -12,9 +12,10 @@ import torch
 from comfy_api.latest import io
 
 from ..psi_core import INITIAL_METHODS, InitialConfig
+from ..psi_core.validation import integer_at_least
 from . import host_bridge
 from .noise import PsiNoise
-from .options import (check_positive_int, conditioning_inputs, grad_batch_input, reward_inputs, schedule_inputs,
+from .options import (conditioning_inputs, grad_batch_input, reward_inputs, schedule_inputs,
                       seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
 from .runs import GUIDED_METHODS, RunOutcome, initial_function
@@ -97,7 +98,7 @@ class PsiInitialSampler(io.ComfyNode):
 
         def check():
             initial_config(*values)
-            check_positive_int("grad_batch_size", grad_batch_size)
+            integer_at_least("grad_batch_size", grad_batch_size, 1)
 
         return validation_result(check, *values, grad_batch_size)
 
@@ -107,7 +108,7 @@ class PsiInitialSampler(io.ComfyNode):
                 grad_clip, adapt_step_size, topk_candidates, sigmas=None) -> io.NodeOutput:
         config = initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                                 adapt_step_size, topk_candidates)
-        check_positive_int("grad_batch_size", grad_batch_size)
+        integer_at_least("grad_batch_size", grad_batch_size, 1)
         samples = host_bridge.prepare_latent(model, latent_image)
         if samples.shape[0] != 1:
             raise host_bridge.HostInputError(

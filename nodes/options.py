@@ -115,11 +115,6 @@ def smc_config(alpha: float, ess_threshold: float, resampling: str, eta: float, 
                      tempering_ess=tempering_ess, guidance_clip=guidance_clip).validated()
 
 
-def check_positive_int(name: str, value: int, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-
-
 def validation_result(check: Callable[[], object], *values) -> bool | str:
     """True, or the message of the check's ValueError/TypeError. Skipped (True) when
     any value is None: a linked input is only known at execution, where it is checked again."""

@@ -22,16 +22,17 @@ from typing import Any
 
 from comfy_api.latest import io
 
+from ..psi_core.validation import prompt_text
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_FILE, HEAD_SOURCE, AestheticHead, AestheticReward
-from ..rewards.checks import prompt_text
-from ..rewards.grounding import GROUNDING_DINO_SOURCE, check_groundingdino_py_usable
-from ..rewards.grounding_py import BERT_SOURCE, GROUNDINGDINO_PY_SOURCE, OFFICIAL_QUERIES, min_shortest_side
-from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT, PICKSCORE_PROCESSOR_SOURCE,
-                               PICKSCORE_SOURCE, pickscore_reward)
-from ..rewards.layout import MATCHINGS
+from ..rewards.combine import WeightedSum
+from ..rewards.grounding import GROUNDING_DINO_SOURCE
+from ..rewards.grounding_py import (BERT_SOURCE, GROUNDINGDINO_PY_SOURCE, OFFICIAL_QUERIES,
+                                    check_groundingdino_py_usable, groundingdino_py_usable, min_shortest_side)
+from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT,
+                               PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE, load_hpsv2, load_image_reward, pickscore_reward)
+from ..rewards.layout import MATCHINGS, LayoutReward
 from ..rewards.loading import RewardUnavailableError
-from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE
-from ..rewards.registry import build_reward
+from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE, QuantityReward
 from ..rewards.targets import CountTarget, LayoutTarget
 from . import reward_models as models
 from . import t2icount_bridge
@@ -44,6 +45,7 @@ SAME_AS_MODEL = "same as model_folder"
 UNITS = ("normalized", "pixels")
 T2ICOUNT = "t2icount"
 GDINO_PY = "groundingdino-py"
+#: every backend a prompt may name; the combos offer groundingdino-py only where it can run
 QUANTITY_BACKENDS = ("grounding_dino", T2ICOUNT, GDINO_PY)
 DETECTOR_BACKENDS = ("transformers", GDINO_PY)
 GDINO_PY_FILE = "groundingdino_swint_ogc.pth"
@@ -105,12 +107,20 @@ def check_detector(folder: str, detector_size: int) -> None:
     models.check_folder(folder, GROUNDING_DINO_SOURCE, need=models.GROUNDING_DINO_FILES)
 
 
+def offered(backends: tuple[str, ...]) -> list[str]:
+    """The backends a combo offers: groundingdino-py only where it is installed and can run
+    (transformers < 5). Saved prompts naming it still reach `check_groundingdino_py`, which
+    says why it cannot run here."""
+    return [b for b in backends if b != GDINO_PY or groundingdino_py_usable()]
+
+
 def gdino_py_inputs() -> list[io.Input]:
     """The optional inputs of the groundingdino-py detector backend (layout and quantity)."""
     return [
         folder_input("groundingdino_checkpoint", models.file_choices(),
                      f"groundingdino-py backend: {GDINO_PY_FILE} (Swin-T OGC, from the IDEA-Research/GroundingDINO "
-                     f"release) in models/{models.FOLDER}. Needs the groundingdino-py package and transformers < 5.",
+                     f"release) in models/{models.FOLDER}. Needs the optional groundingdino-py package and "
+                     "transformers < 5.",
                      preferred=GDINO_PY_FILE, optional=True),
         folder_input("groundingdino_bert_folder", models.folder_choices(models.BERT_TYPES),
                      f"groundingdino-py backend: a transformers folder of bert-base-uncased in models/{models.FOLDER} "
@@ -294,11 +304,11 @@ class PsiLayoutReward(io.ComfyNode):
                                        "detection per target (gradient through box coordinates only)."),
                 detector_size_input(),
                 # added after the first release: optional and last, so saved workflows keep their widget order
-                io.Combo.Input("detector_backend", options=list(DETECTOR_BACKENDS), default=DETECTOR_BACKENDS[0],
+                io.Combo.Input("detector_backend", options=offered(DETECTOR_BACKENDS), default=DETECTOR_BACKENDS[0],
                                optional=True,
-                               tooltip="transformers: Grounding DINO from grounding_dino_folder. groundingdino-py: "
-                                       "the original package with groundingdino_swint_ogc.pth (needs transformers "
-                                       "< 5, so not a ComfyUI on transformers 5)."),
+                               tooltip="transformers: Grounding DINO from grounding_dino_folder. groundingdino-py "
+                                       "(offered only where the optional package is installed with transformers "
+                                       "< 5): the original package with groundingdino_swint_ogc.pth."),
                 *gdino_py_inputs(),
             ],
             outputs=[reward_output()],
@@ -333,12 +343,11 @@ class PsiLayoutReward(io.ComfyNode):
                 detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
                 groundingdino_bert_folder=None) -> io.NodeOutput:
         layout_target(boxes, units, width, height)  # targets first: no model is loaded for a bad one
-        phrases, rows = parse_boxes(boxes)
         detector = phrase_detector(detector_backend == GDINO_PY, grounding_dino_folder, detector_size,
                                    groundingdino_checkpoint, groundingdino_bert_folder)
-        reward = models.outside_inference(lambda: build_reward(
-            "layout", phrases=phrases, boxes=rows, box_units=units, image_size=(width, height), matching=matching,
-            detector=detector))
+        # the target's tensors take part in gradient passes: made outside inference mode
+        reward = models.outside_inference(
+            lambda: LayoutReward(detector, layout_target(boxes, units, width, height), matching))
         return io.NodeOutput(reward)
 
 
@@ -365,12 +374,13 @@ class PsiQuantityReward(io.ComfyNode):
                                        "larger gives smoother gradients (grounding_dino backend)."),
                 detector_size_input(),
                 # added after the first release: optional and last, so saved workflows keep their widget order
-                io.Combo.Input("backend", options=list(QUANTITY_BACKENDS), default=QUANTITY_BACKENDS[0], optional=True,
+                io.Combo.Input("backend", options=offered(QUANTITY_BACKENDS), default=QUANTITY_BACKENDS[0], optional=True,
                                tooltip="grounding_dino: soft count of Grounding DINO detections (grounding_dino_folder). "
                                        "t2icount: the paper's counter, T2ICount (t2icount_checkpoint, with vae and "
                                        "clip from an SD1.5 checkpoint); images are resized to 384×384. "
                                        "groundingdino-py: the soft count with the original Grounding DINO package "
-                                       "(groundingdino_checkpoint, groundingdino_bert_folder; transformers < 5)."),
+                                       "(groundingdino_checkpoint, groundingdino_bert_folder; offered only where "
+                                       "the optional package is installed with transformers < 5)."),
                 folder_input("t2icount_checkpoint", models.file_choices(),
                              f"T2ICount weights in models/{models.FOLDER} (t2icount backend): {T2ICOUNT_FILE} from "
                              "the T2ICount authors (github.com/cha15yq/T2ICount), which holds the fine-tuned SD1.5 "
@@ -417,7 +427,6 @@ class PsiQuantityReward(io.ComfyNode):
                 backend=QUANTITY_BACKENDS[0], t2icount_checkpoint=None, vae=None, clip=None,
                 groundingdino_checkpoint=None, groundingdino_bert_folder=None) -> io.NodeOutput:
         count_target(counts)  # targets first: no model is loaded for a bad one
-        objects, values = parse_counts(counts)
         if backend == T2ICOUNT:
             if vae is None or clip is None:
                 raise ValueError("backend t2icount needs the Stable Diffusion 1.5 VAE and CLIP: connect the vae and "
@@ -425,14 +434,13 @@ class PsiQuantityReward(io.ComfyNode):
                                  + " and ".join(n for n, v in (("vae", vae), ("clip", clip)) if v is None))
             t2icount_bridge.check_vae(vae)
             unet, head = models.t2icount(t2icount_checkpoint)
-            return io.NodeOutput(t2icount_bridge.t2icount_reward(unet, head, vae, clip, objects, values))
+            return io.NodeOutput(t2icount_bridge.t2icount_reward(unet, head, vae, clip, *parse_counts(counts)))
         if backend not in QUANTITY_BACKENDS:
             raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
         detector = phrase_detector(backend == GDINO_PY, grounding_dino_folder, detector_size,
                                    groundingdino_checkpoint, groundingdino_bert_folder)
-        reward = models.outside_inference(lambda: build_reward(
-            "quantity", objects=objects, counts=values, box_threshold=box_threshold, temperature=temperature,
-            detector=detector))
+        reward = models.outside_inference(
+            lambda: QuantityReward(detector, count_target(counts), box_threshold, temperature))
         return io.NodeOutput(reward)
 
 
@@ -535,7 +543,7 @@ class PsiHPSv2Reward(io.ComfyNode):
         check_package(HPSV2_PACKAGE)
         path = models.resolve_file(checkpoint, HPSV2_SOURCE)
         reward = models.CACHE.get(("hpsv2", models.signature(path), prompt), lambda: models.outside_inference(
-            lambda: build_reward("hpsv2", checkpoint=str(path), prompt=prompt)))
+            lambda: load_hpsv2(path, prompt)))
         return io.NodeOutput(reward)
 
 
@@ -580,8 +588,8 @@ class PsiImageRewardReward(io.ComfyNode):
         path = models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
         config = models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
         key = ("imagereward", models.signature(path), models.signature(config), prompt)
-        reward = models.CACHE.get(key, lambda: models.outside_inference(lambda: build_reward(
-            "imagereward", checkpoint=str(path), med_config=str(config), prompt=prompt)))
+        reward = models.CACHE.get(key, lambda: models.outside_inference(
+            lambda: load_image_reward(path, config, prompt)))
         return io.NodeOutput(reward)
 
 
@@ -621,8 +629,7 @@ class PsiCombineRewards(io.ComfyNode):
                 weight_4=1.0) -> io.NodeOutput:
         pairs = [(reward_1, weight_1), (reward_2, weight_2), (reward_3, weight_3), (reward_4, weight_4)]
         parts = [(r, w) for r, w in pairs if r is not None]
-        reward = build_reward("weighted_sum", rewards=[r for r, _ in parts], weights=[w for _, w in parts])
-        return io.NodeOutput(reward)
+        return io.NodeOutput(WeightedSum([r for r, _ in parts], [w for _, w in parts]))
 
 
 NODES = [PsiAestheticReward, PsiLayoutReward, PsiQuantityReward, PsiPickScoreReward, PsiHPSv2Reward,

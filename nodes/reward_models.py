@@ -36,9 +36,8 @@ import folder_paths
 
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_SOURCE, AestheticHead, load_aesthetic_head, load_clip_vision
 from ..rewards.clip import ClipImageEmbedder
-from ..rewards.grounding import (GROUNDING_DINO_SOURCE, PhraseDetector, TransformersGroundingDino, load_grounding_dino,
-                                 load_groundingdino_py)
-from ..rewards.grounding_py import BERT_SOURCE, GROUNDINGDINO_PY_SOURCE
+from ..rewards.grounding import GROUNDING_DINO_SOURCE, PhraseDetector, TransformersGroundingDino, load_grounding_dino
+from ..rewards.grounding_py import BERT_SOURCE, GROUNDINGDINO_PY_SOURCE, load_groundingdino_py
 from ..rewards.heldout import PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE
 from ..rewards.loading import (RewardLoadError, RewardUnavailableError, WeightsSource, check_model_folder,
                                from_pretrained_local, import_optional, read_json)

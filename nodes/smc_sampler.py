@@ -10,8 +10,9 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..psi_core.rng import randn
+from ..psi_core.validation import integer_at_least
 from . import host_bridge
-from .options import (check_positive_int, conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
+from .options import (conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
                       smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .progress import sampler_callback
@@ -77,8 +78,8 @@ class PsiSMCSampler(io.ComfyNode):
 
         def check():
             smc_config(*values)
-            check_positive_int("particles", particles)
-            check_positive_int("grad_batch_size", grad_batch_size)
+            integer_at_least("particles", particles, 1)
+            integer_at_least("grad_batch_size", grad_batch_size, 1)
 
         return validation_result(check, *values, particles, grad_batch_size)
 
@@ -88,7 +89,7 @@ class PsiSMCSampler(io.ComfyNode):
                 output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0) -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
-        check_positive_int("grad_batch_size", grad_batch_size)
+        integer_at_least("grad_batch_size", grad_batch_size, 1)
         samples = host_bridge.prepare_latent(model, latent_image)
         host_bridge.check_vae(vae, model)
         host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")

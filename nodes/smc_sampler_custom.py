@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..psi_core.validation import integer_at_least
 from . import host_bridge
 from .noise import PsiNoise
-from .options import (check_positive_int, reward_inputs, smc_config, smc_control_inputs, smc_inputs,
+from .options import (reward_inputs, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
@@ -51,7 +52,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
 
         def check():
             smc_config(*values)
-            check_positive_int("grad_batch_size", grad_batch_size)
+            integer_at_least("grad_batch_size", grad_batch_size, 1)
 
         return validation_result(check, *values, grad_batch_size)
 
@@ -61,7 +62,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                 guidance_clip=1.0) -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
-        check_positive_int("grad_batch_size", grad_batch_size)
+        integer_at_least("grad_batch_size", grad_batch_size, 1)
         host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         particles = None
         if initial_noise is not None:

@@ -1,8 +1,13 @@
-"""Input checks shared by every public entry of the core.
+"""Input checks shared by every public entry of the core and of the rewards.
 
-Each check raises `ValueError`/`TypeError` naming the parameter, the value received
-and what is allowed, so a node can show the message as it is. All checks run
-before any model evaluation.
+Every check takes `(name, value, ...)`, returns the cleaned value and raises, naming
+the parameter, the value received and what is allowed, so a node can show the
+message as it is:
+
+    TypeError   the value has the wrong type (a string where a number belongs, a bool);
+    ValueError  the type is right but the value is outside what is allowed.
+
+All checks run before any model evaluation.
 """
 
 from __future__ import annotations
@@ -13,11 +18,27 @@ from typing import Iterable
 import torch
 
 
+def finite(name: str, value: float) -> float:
+    """A finite number (weights, targets, coordinates)."""
+    number = _real(name, value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number; got {value!r}")
+    return number
+
+
 def positive_finite(name: str, value: float) -> float:
     """A finite number > 0 (α, temperatures, scales)."""
     number = _real(name, value)
     if not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return number
+
+
+def non_negative(name: str, value: float) -> float:
+    """A finite number >= 0 (counts, weights of a penalty)."""
+    number = _real(name, value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
     return number
 
 
@@ -35,6 +56,7 @@ def in_range(name: str, value: float, low: float, high: float, *, low_open: bool
 
 
 def integer_at_least(name: str, value: int, minimum: int) -> int:
+    """A Python int >= minimum (bools refused: they are not counts)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
     if value < minimum:
@@ -43,10 +65,25 @@ def integer_at_least(name: str, value: int, minimum: int) -> int:
 
 
 def choice(name: str, value: str, allowed: Iterable[str]) -> str:
+    """One of the allowed strings."""
     allowed = list(allowed)
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
+
+
+def non_empty_text(name: str, value: str) -> str:
+    """A string with something besides white space, stripped."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a non-empty string; got {value!r}")
+    if not value.strip():
+        raise ValueError(f"{name} must be a non-empty string; got {value!r}")
+    return value.strip()
+
+
+def prompt_text(value: str) -> str:
+    """The generation prompt a prompt-conditioned scorer compares images with."""
+    return non_empty_text("prompt", value)
 
 
 def sigmas(values: torch.Tensor) -> torch.Tensor:

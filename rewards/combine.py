@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from .base import Reward
-from .checks import finite
+from ..psi_core.validation import finite
 
 
 class WeightedSum(Reward):
@@ -29,7 +29,7 @@ class WeightedSum(Reward):
         weights = [1.0] * len(rewards) if weights is None else list(weights)
         if len(weights) != len(rewards):
             raise ValueError(f"got {len(rewards)} rewards but {len(weights)} weights; give one weight per reward")
-        values = [finite(w, f"weight {i} ({rewards[i].name})") for i, w in enumerate(weights)]
+        values = [finite(f"weight {i} ({rewards[i].name})", w) for i, w in enumerate(weights)]
         if all(w == 0.0 for w in values):
             raise ValueError(f"weights are all zero ({weights!r}); at least one must be non-zero")
         self.rewards = rewards

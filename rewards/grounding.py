@@ -14,9 +14,11 @@ The text is "phrase one. phrase two." (lowercase, '.'-separated, as Grounding DI
 was trained), tokenised phrase by phrase so each phrase's token positions are
 known exactly.
 
-Backends: transformers `GroundingDinoForObjectDetection` (works on transformers 4.57
-and 5.x), and the original `groundingdino-py` package on transformers < 5 (see
-`load_groundingdino_py`; refused with a clear message on transformers >= 5).
+This module holds the detector contract (`PhraseDetector`, `Detections`, the phrase
+tokenisation and box maths), `DetectorReward`, and the transformers backend
+(`GroundingDinoForObjectDetection`, transformers 4.57 and 5.x). The optional
+`groundingdino-py` backend builds on this contract in `grounding_py` (this module
+never imports it).
 """
 
 from __future__ import annotations
@@ -29,14 +31,11 @@ import torch
 
 from .base import Reward
 from .loading import (
-    RewardUnavailableError,
     WeightsSource,
     check_model_folder,
     freeze,
     from_pretrained_local,
-    import_optional,
     read_json,
-    transformers_major,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, detector_style, to_model
 
@@ -234,71 +233,6 @@ def load_grounding_dino(
         mean=tuple(prep.get("image_mean", IMAGENET_MEAN)),
         std=tuple(prep.get("image_std", IMAGENET_STD)),
     )
-
-
-GROUNDINGDINO_PY_HINT = (
-    "Or use the 'transformers' backend: a folder with IDEA-Research/grounding-dino-base in "
-    "transformers format (config.json + model.safetensors + tokenizer files)."
-)
-
-
-def check_groundingdino_py_usable(what: str = "the checkpoint") -> None:
-    """Raise RewardUnavailableError, with the reason, where the groundingdino-py backend
-    cannot run here: the package is missing, or transformers >= 5 (checked without loading
-    any weights, so nodes can refuse a prompt before sampling)."""
-    import_optional(
-        "groundingdino",
-        "It is optional: `pip install groundingdino-py` (it needs transformers < 5 and pulls "
-        "opencv, supervision, pycocotools and timm). " + GROUNDINGDINO_PY_HINT,
-        purpose=f"The groundingdino-py backend ({what})",
-    )
-    import transformers
-
-    if transformers_major() >= 5:
-        raise RewardUnavailableError(
-            f"groundingdino-py is installed but cannot build its model on transformers "
-            f"{transformers.__version__} (it needs transformers < 5; ComfyUI installs >= 5, and "
-            f"downgrading would break the host). {what[0].upper() + what[1:]} cannot be used. "
-            + GROUNDINGDINO_PY_HINT
-        )
-
-
-def load_groundingdino_py(
-    checkpoint: str | Path | None,
-    bert_folder: str | Path | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-    shortest: int | None = None,
-    longest: int | None = None,
-    config_overrides: dict[str, Any] | None = None,
-) -> PhraseDetector:
-    """The original `groundingdino-py` backend: groundingdino_swint_ogc.pth + a local BERT folder.
-
-    checkpoint: groundingdino_swint_ogc.pth ({'model': state_dict}; loaded weights-only)
-    bert_folder: a local transformers folder of bert-base-uncased (the package's builder
-        would otherwise fetch it from the hub; this pack never does)
-    shortest / longest: resize of the detector input (default 800 / 1333, as the package's
-        own inference)
-    config_overrides: entries of the package's GroundingDINO_SwinT_OGC.py to replace (for
-        tests and custom checkpoints; the official file needs none)
-
-    Raises RewardUnavailableError where the package or its model code's dependencies are
-    missing, or where transformers >= 5 (the package cannot build its model there; ComfyUI
-    installs >= 5); RewardLoadError naming the file for a missing, unsafe or mismatched
-    checkpoint or BERT folder. The model code lives in grounding_py.py, imported only here.
-    """
-    check_groundingdino_py_usable(f"checkpoint {checkpoint}")
-    if checkpoint is None:
-        raise ValueError("the groundingdino-py backend needs checkpoint (groundingdino_swint_ogc.pth), got None")
-    if bert_folder is None:
-        raise ValueError(
-            "the groundingdino-py backend needs bert_folder (a local transformers folder of "
-            "bert-base-uncased: config.json, model.safetensors, vocab.txt), got None"
-        )
-    from .grounding_py import load_swint_ogc
-
-    return load_swint_ogc(checkpoint, bert_folder, device=device, dtype=dtype, shortest=shortest,
-                          longest=longest, config_overrides=config_overrides)
 
 
 class DetectorReward(Reward):

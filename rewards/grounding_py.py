@@ -1,8 +1,10 @@
 """The original Grounding DINO (`groundingdino-py`, import name `groundingdino`) as a PhraseDetector.
 
-Imported only by `grounding.load_groundingdino_py`, after it has checked that the
-package is installed and that transformers is < 5 (the package cannot build its
-model on transformers >= 5).
+An optional backend: groundingdino-py 0.4.0 builds its BERT text encoder through
+`BertModel` methods that transformers 5 removed (`get_extended_attention_mask`,
+`get_head_mask`), so it runs only with transformers < 5, which ComfyUI does not
+install. `groundingdino_py_usable` says, without importing the package, whether it
+can run here; `load_groundingdino_py` refuses with the reason where it cannot.
 
 The model is built with the package's own builder from its Swin-T OGC config
 (groundingdino/config/GroundingDINO_SwinT_OGC.py), with the text encoder read
@@ -36,7 +38,9 @@ from .loading import (
     check_model_folder,
     check_state_dict_shapes,
     freeze,
+    import_optional,
     load_state_dict,
+    transformers_major,
 )
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, detector_style, to_model
 
@@ -220,16 +224,76 @@ class GroundingDinoPy:
         return f"Grounding DINO (groundingdino-py Swin-T OGC, shortest side {self.shortest}px)"
 
 
-def load_swint_ogc(
-    checkpoint: str | Path,
-    bert_folder: str | Path,
+GROUNDINGDINO_PY_HINT = (
+    "Or use the 'transformers' backend: a folder with IDEA-Research/grounding-dino-base in "
+    "transformers format (config.json + model.safetensors + tokenizer files)."
+)
+
+
+def check_groundingdino_py_usable(what: str = "the checkpoint") -> None:
+    """Raise RewardUnavailableError, with the reason, where the groundingdino-py backend
+    cannot run here: the package is missing, or transformers >= 5 (checked by importing the
+    package's top level only, without its model code or any weights, so nodes can refuse
+    a prompt before sampling)."""
+    import_optional(
+        "groundingdino",
+        "It is optional (the pack's groundingdino-py extra): `pip install groundingdino-py` (it needs transformers < 5 and pulls "
+        "opencv, supervision, pycocotools and timm). " + GROUNDINGDINO_PY_HINT,
+        purpose=f"The groundingdino-py backend ({what})",
+    )
+    import transformers
+
+    if transformers_major() >= 5:
+        raise RewardUnavailableError(
+            f"groundingdino-py is installed but cannot build its model on transformers "
+            f"{transformers.__version__} (it needs transformers < 5; ComfyUI installs >= 5, and "
+            f"downgrading would break the host). {what[0].upper() + what[1:]} cannot be used. "
+            + GROUNDINGDINO_PY_HINT
+        )
+
+
+def groundingdino_py_usable() -> bool:
+    """Whether the groundingdino-py backend can run here (see `check_groundingdino_py_usable`),
+    so a node offers it only where it can."""
+    try:
+        check_groundingdino_py_usable()
+    except RewardUnavailableError:
+        return False
+    return True
+
+
+def load_groundingdino_py(
+    checkpoint: str | Path | None,
+    bert_folder: str | Path | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     shortest: int | None = None,
     longest: int | None = None,
     config_overrides: Mapping[str, Any] | None = None,
 ) -> GroundingDinoPy:
-    """GroundingDinoPy from groundingdino_swint_ogc.pth and a local bert-base-uncased folder."""
+    """The original `groundingdino-py` backend: groundingdino_swint_ogc.pth + a local BERT folder.
+
+    checkpoint: groundingdino_swint_ogc.pth ({'model': state_dict}; loaded weights-only)
+    bert_folder: a local transformers folder of bert-base-uncased (the package's builder
+        would otherwise fetch it from the hub; this pack never does)
+    shortest / longest: resize of the detector input (default 800 / 1333, as the package's
+        own inference)
+    config_overrides: entries of the package's GroundingDINO_SwinT_OGC.py to replace (for
+        tests and custom checkpoints; the official file needs none)
+
+    Raises RewardUnavailableError where the package or its model code's dependencies are
+    missing, or where transformers >= 5 (the package cannot build its model there; ComfyUI
+    installs >= 5); RewardLoadError naming the file for a missing, unsafe or mismatched
+    checkpoint or BERT folder; ValueError for a shortest side too small for the queries.
+    """
+    check_groundingdino_py_usable(f"checkpoint {checkpoint}")
+    if checkpoint is None:
+        raise ValueError("the groundingdino-py backend needs checkpoint (groundingdino_swint_ogc.pth), got None")
+    if bert_folder is None:
+        raise ValueError(
+            "the groundingdino-py backend needs bert_folder (a local transformers folder of "
+            "bert-base-uncased: config.json, model.safetensors, vocab.txt), got None"
+        )
     _, _, nested_tensor, _ = _package_modules()  # a broken install fails before any file is read
     num_queries = int(swint_ogc_args(Path(bert_folder), config_overrides).num_queries)
     least = min_shortest_side(num_queries)

@@ -22,7 +22,7 @@ import torch
 
 from .base import Reward
 from .clip import ClipImageEmbedder, ImageEmbedFn, clip_text_embedding, unit
-from .checks import prompt_text
+from ..psi_core.validation import prompt_text
 from .loading import (
     RewardLoadError,
     WeightsSource,

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
+from ..psi_core.validation import prompt_text
 from .aesthetic import AestheticHead
 from .base import Reward
-from .checks import prompt_text
 from .loading import (RewardLoadError, WeightsSource, check_state_dict_shapes, freeze, from_pretrained_local,
                       load_state_dict, read_json)
 from .preprocess import CLIP_MEAN, CLIP_STD, clip_style, to_model

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Reward
-from .checks import finite, in_range
+from ..psi_core.validation import choice, finite, in_range
 
 _LUMA = (0.299, 0.587, 0.114)
 _EPS = 1e-8
@@ -96,7 +96,7 @@ def parse_color(color: str | Sequence[float]) -> tuple[float, float, float]:
         return tuple(int(text[i : i + 2], 16) / 255.0 for i in (0, 2, 4))  # type: ignore[return-value]
     if not isinstance(color, Sequence) or len(color) != 3:
         raise ValueError(f"color {color!r} must be '#rrggbb' hex or three numbers in [0, 1]")
-    return tuple(in_range(v, f"color component {i}", 0.0, 1.0) for i, v in enumerate(color))  # type: ignore[return-value]
+    return tuple(in_range(f"color component {i}", v, 0.0, 1.0) for i, v in enumerate(color))  # type: ignore[return-value]
 
 
 class ImageStatReward(Reward):
@@ -111,14 +111,12 @@ class ImageStatReward(Reward):
         target: float | None = None,
         color: str | Sequence[float] | None = None,
     ) -> None:
-        if statistic not in STATISTIC_NAMES:
-            raise ValueError(f"statistic must be one of {STATISTIC_NAMES}, got {statistic!r}")
-        if goal not in GOALS:
-            raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+        choice("statistic", statistic, STATISTIC_NAMES)
+        choice("goal", goal, GOALS)
         if goal == "target":
             if target is None:
                 raise ValueError(f"goal 'target' needs a target value for {statistic}")
-            self.target: float | None = finite(target, "target")
+            self.target: float | None = finite("target", target)
         else:
             self.target = None
         if statistic == "color":

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import non_negative, positive
+from ..psi_core.validation import choice, non_negative, positive_finite
 from .grounding import DetectorReward, PhraseDetector, pairwise_iou
 from .targets import LayoutTarget
 
@@ -102,10 +102,9 @@ class LayoutReward(DetectorReward):
     ) -> None:
         if not isinstance(target, LayoutTarget):
             raise TypeError("target must be a LayoutTarget (use LayoutTarget.build(phrases, boxes, ...))")
-        if matching not in MATCHINGS:
-            raise ValueError(f"matching must be one of {MATCHINGS}, got {matching!r}")
-        self.temperature = positive(temperature, "temperature")
-        self.iou_weight = non_negative(iou_weight, "iou_weight")
+        choice("matching", matching, MATCHINGS)
+        self.temperature = positive_finite("temperature", temperature)
+        self.iou_weight = non_negative("iou_weight", iou_weight)
         self.matching = matching
         self.target = target
         super().__init__(detector, target.unique_phrases)

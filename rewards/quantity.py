@@ -13,18 +13,17 @@ summed over queries. As temperature -> 0 this is the number of queries whose
 probability exceeds box_threshold (Grounding DINO's usual detection rule); a positive
 temperature keeps a gradient. The paper's T2ICount counter (a fine-tuned SD1.5 UNet
 and a counting head, `t2icount.T2ICountReward`) runs with the host's SD1.5 VAE and
-CLIP; `load_t2icount` reads its checkpoint.
+CLIP; `t2icount.read_t2icount_checkpoint` reads its checkpoint.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .checks import in_range, positive
+from ..psi_core.validation import in_range, positive_finite
 from .grounding import DetectorReward, PhraseDetector
 from .loading import WeightsSource
 from .targets import CountTarget
@@ -57,13 +56,11 @@ class QuantityReward(DetectorReward):
     ) -> None:
         if not isinstance(target, CountTarget):
             raise TypeError("target must be a CountTarget (use CountTarget.build(objects, counts))")
-        threshold = in_range(box_threshold, "box_threshold", 0.0, 1.0)
-        if threshold in (0.0, 1.0):
-            raise ValueError(f"box_threshold must be strictly between 0 and 1, got {box_threshold!r}")
+        threshold = in_range("box_threshold", box_threshold, 0.0, 1.0, low_open=True, high_open=True)
         self.box_threshold = threshold
         self.threshold_logit = math.log(threshold / (1.0 - threshold))
-        self.temperature = positive(temperature, "temperature")
-        self.beta = positive(beta, "beta")
+        self.temperature = positive_finite("temperature", temperature)
+        self.beta = positive_finite("beta", beta)
         self.target = target
         super().__init__(detector, target.objects)
 
@@ -89,17 +86,3 @@ T2ICOUNT_SOURCE = WeightsSource(
               "decoder.*, vae.*, clip.*); the Stable Diffusion 1.5 VAE and CLIP come from the host"),
     origin="the T2ICount authors' release (github.com/cha15yq/T2ICount, 'pre-trained ckpt'), as used by Psi-Sampler",
 )
-
-
-def load_t2icount(checkpoint: str | Path):
-    """Read the paper's T2ICount checkpoint: a `t2icount.T2ICountCheckpoint` (the fine-tuned
-    SD1.5 UNet's state dict and the loaded counting head).
-
-    Raises RewardLoadError naming the file where it is missing, unreadable or not a
-    T2ICount checkpoint. The UNet is built by the host (ComfyUI's SD1.5 UNet class),
-    which also supplies the SD1.5 VAE encoder and CLIP text encoder; together they make a
-    `t2icount.T2ICountReward`.
-    """
-    from .t2icount import read_t2icount_checkpoint
-
-    return read_t2icount_checkpoint(checkpoint)

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .base import Reward
-from .checks import positive
+from ..psi_core.validation import positive_finite
 from .loading import RewardLoadError, check_state_dict_shapes, freeze, load_state_dict
 from .preprocess import resize
 from .quantity import T2ICOUNT_SOURCE, count_reward
@@ -66,13 +66,6 @@ UNET_PREFIX = "unet.unet.diffusion_model."
 HEAD_PREFIX = "decoder."
 #: the frozen SD1.5 parts stored in the same file; the host's own VAE and CLIP are used instead
 FROZEN_PREFIXES = ("vae.", "clip.")
-
-#: why build_reward cannot make this backend by itself
-T2ICOUNT_NEEDS_HOST = (
-    "the quantity reward's t2icount backend runs T2ICount's fine-tuned UNet with the host's SD1.5 UNet class, VAE "
-    "encoder and CLIP text encoder, which build_reward does not load: in ComfyUI use the Ψ Quantity Reward node "
-    "with backend t2icount (VAE and CLIP from an SD1.5 checkpoint loader); in Python build "
-    "rewards.t2icount.T2ICountReward from load_t2icount(path) and your own encode / unet_features callables")
 
 Features = Sequence[torch.Tensor]
 Encoder = Callable[[torch.Tensor], torch.Tensor]
@@ -279,14 +272,6 @@ class T2ICountCheckpoint:
     skipped: int
 
 
-def check_t2icount_file(path: str | Path) -> Path:
-    """The checkpoint path, or RewardLoadError naming it, what is expected and where to get it."""
-    path = Path(path)
-    if not path.is_file():
-        raise RewardLoadError(T2ICOUNT_SOURCE.message("file not found", path))
-    return path
-
-
 def read_t2icount_checkpoint(path: str | Path) -> T2ICountCheckpoint:
     """Load best_model_paper.pth (safetensors or a weights-only pickle) and check it.
 
@@ -296,7 +281,7 @@ def read_t2icount_checkpoint(path: str | Path) -> T2ICountCheckpoint:
     The head loads strictly after a key-and-shape check; the UNet is loaded by the host.
     """
     path = Path(path)
-    state = load_state_dict(path, T2ICOUNT_SOURCE)  # raises check_t2icount_file's error for a missing file
+    state = load_state_dict(path, T2ICOUNT_SOURCE)  # RewardLoadError naming a missing file
     unet = {k[len(UNET_PREFIX):]: v for k, v in state.items() if k.startswith(UNET_PREFIX)}
     head_state = {k[len(HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(HEAD_PREFIX)}
     skipped = sum(1 for k in state if k.startswith(FROZEN_PREFIXES))
@@ -370,7 +355,7 @@ class T2ICountReward(Reward):
         masks = token_masks.detach().float()
         self.text = (self.contexts * masks[..., None]).sum(dim=1) / masks.sum(dim=1, keepdim=True)
         self.target = target
-        self.beta = positive(beta, "beta")
+        self.beta = positive_finite("beta", beta)
         self.image_size = int(image_size)
         self._modules = [head, *modules]
 

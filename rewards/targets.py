@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .checks import finite, non_negative
+from ..psi_core.validation import choice, finite, non_negative
 
 BOX_UNITS = ("auto", "normalized", "pixels")
 
@@ -42,8 +42,8 @@ def clean_phrase(phrase: Any, what: str) -> str:
 def _image_size(image_size: Any) -> tuple[float, float]:
     if not isinstance(image_size, Sequence) or len(image_size) != 2:
         raise ValueError(f"image_size must be (width, height), got {image_size!r}")
-    width = finite(image_size[0], "image_size width")
-    height = finite(image_size[1], "image_size height")
+    width = finite("image_size width", image_size[0])
+    height = finite("image_size height", image_size[1])
     if width <= 0 or height <= 0:
         raise ValueError(f"image_size must be positive (width, height), got {image_size!r}")
     return width, height
@@ -85,9 +85,8 @@ class LayoutTarget:
         for i, box in enumerate(boxes):
             if not isinstance(box, Sequence) or len(box) != 4:
                 raise ValueError(f"box {i} ({cleaned[i]!r}) must be [x1, y1, x2, y2], got {box!r}")
-            rows.append([finite(v, f"box {i} ({cleaned[i]!r}) coordinate") for v in box])
-        if units not in BOX_UNITS:
-            raise ValueError(f"units must be one of {BOX_UNITS}, got {units!r}")
+            rows.append([finite(f"box {i} ({cleaned[i]!r}) coordinate", v) for v in box])
+        choice("units", units, BOX_UNITS)
         if units == "auto":
             units = "pixels" if any(v > 1.0 for row in rows for v in row) else "normalized"
         if units == "pixels":
@@ -167,7 +166,7 @@ class CountTarget:
             )
         values = []
         for i, c in enumerate(counts):
-            values.append(non_negative(c, f"count {i} ({cleaned[i]!r})"))
+            values.append(non_negative(f"count {i} ({cleaned[i]!r})", c))
         return cls(objects=cleaned, counts=torch.tensor(values, dtype=torch.float32))
 
     @classmethod

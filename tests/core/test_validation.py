@@ -16,6 +16,7 @@ import torch
 
 from core_testing import RecordingDenoiser, exploding_reward
 from psi_sampler.psi_core import InitialConfig, Lookahead, SMCConfig, draw_initial, make_generator, plan_budget, run_smc
+from psi_sampler.psi_core import validation
 from psi_sampler.psi_core.families import start_map
 from psi_sampler.psi_core.initial import InitialParticles
 
@@ -221,3 +222,33 @@ def test_inputs_survive_a_rejected_call():
     with pytest.raises(ValueError):
         _smc(SMCConfig(alpha=0.0), sigmas=sigmas, initial=initial)
     assert torch.equal(sigmas, SIGMAS) and torch.equal(initial.x, x_before)
+
+
+# --- the checks themselves: one exception type per kind of mistake ------------------------
+
+@pytest.mark.parametrize("check, args, error, words", [
+    (validation.finite, ("weight", "1.0"), TypeError, ["weight", "'1.0'", "a number"]),
+    (validation.finite, ("weight", True), TypeError, ["weight", "True", "a number"]),
+    (validation.finite, ("weight", math.nan), ValueError, ["weight", "nan", "finite"]),
+    (validation.positive_finite, ("alpha", 0.0), ValueError, ["alpha", "0.0", "> 0"]),
+    (validation.non_negative, ("count", -2), ValueError, ["count", "-2", ">= 0"]),
+    (validation.non_negative, ("count", None), TypeError, ["count", "None", "a number"]),
+    (validation.integer_at_least, ("particles", 2.0, 1), TypeError, ["particles", "2.0", "integer >= 1"]),
+    (validation.integer_at_least, ("particles", 0, 1), ValueError, ["particles", "0", "integer >= 1"]),
+    (validation.choice, ("goal", "best", ("maximize", "minimize")), ValueError, ["goal", "'best'", "maximize"]),
+    (validation.non_empty_text, ("prompt", 3), TypeError, ["prompt", "3", "non-empty string"]),
+    (validation.non_empty_text, ("prompt", "  "), ValueError, ["prompt", "'  '", "non-empty string"]),
+])
+def test_checks_name_the_parameter_the_value_and_what_is_allowed(check, args, error, words):
+    with pytest.raises(error) as excinfo:
+        check(*args)
+    _names(excinfo, *words)
+
+
+def test_checks_return_the_cleaned_value():
+    assert validation.finite("weight", 2) == 2.0 and isinstance(validation.finite("weight", 2), float)
+    assert validation.non_negative("count", 0) == 0.0
+    assert validation.prompt_text("  a red apple ") == "a red apple"
+    assert validation.in_range("p", 1.0, 0.0, 1.0) == 1.0
+    with pytest.raises(ValueError, match=r"p must be in \[0.0, 1.0\); got 1.0"):
+        validation.in_range("p", 1.0, 0.0, 1.0, high_open=True)

@@ -165,6 +165,17 @@ def host_has(python: Path, module: str, python_path: Path | None = None) -> bool
     return done.stdout.strip() == "True"
 
 
+def host_runs_groundingdino_py(python: Path, python_path: Path | None = None) -> bool:
+    """Whether the host's python has groundingdino-py and transformers < 5, the only place the
+    package can build its model (checked there, not imported)."""
+    code = ("import importlib.util as u, importlib.metadata as m; "
+            "print(u.find_spec('groundingdino') is not None and int(m.version('transformers').split('.')[0]) < 5)")
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60,
+                          env=host_env(python_path))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip() == "True"
+
+
 def host_conftest():
     """tests/host/conftest.py as loaded by pytest (its server class and helpers): test modules
     reach it through this, since pytest loads conftest files under their own names."""

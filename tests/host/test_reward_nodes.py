@@ -371,8 +371,14 @@ def test_bad_inputs_refused_with_clear_messages(server):
     nothing = layout_error(grounding_dino_folder="(nothing found in models/psi_rewards)")
     assert "no model folder selected (none found)" in nothing and "grounding-dino-base" in nothing
 
-    # the groundingdino-py backend on this host (transformers 5): refused with the reason, before any loading
+    # the groundingdino-py backend is offered only where it can run (never on transformers 5) ...
     _, python, _ = host.host_location()
+    runs = graphs.host_runs_groundingdino_py(python)
+    info = server.get("/object_info")
+    for node_id, name in (("PsiLayoutReward", "detector_backend"), ("PsiQuantityReward", "backend")):
+        options = info[node_id]["input"]["optional"][name][1]["options"]
+        assert ("groundingdino-py" in options) == runs, (node_id, options)
+    # ... and a saved prompt that names it on such a host is refused with the reason, before any loading
     gdino_py = {"groundingdino_checkpoint": "groundingdino_swint_ogc.pth",
                 "groundingdino_bert_folder": "bert-base-uncased"}
     for message in (layout_error(detector_backend="groundingdino-py", **gdino_py),

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from rewards_testing import assert_batch_equals_single, input_gradient, rand_images
-from psi_sampler.rewards import grounding
+from psi_sampler.rewards import grounding_py
 from psi_sampler.rewards.grounding import (
     TransformersGroundingDino,
     box_iou,
     cxcywh_to_xyxy,
     load_grounding_dino,
-    load_groundingdino_py,
     phrase_logits,
     tokenize_phrases,
 )
+from psi_sampler.rewards.grounding_py import load_groundingdino_py
 from psi_sampler.rewards.layout import LayoutReward, greedy_matched_iou, soft_matched_iou
 from psi_sampler.rewards.loading import RewardLoadError, RewardUnavailableError
 from psi_sampler.rewards.targets import LayoutTarget
@@ -135,6 +135,7 @@ def test_loader_errors(tmp_path):
 
 def test_groundingdino_py_absent(monkeypatch):
     monkeypatch.setitem(sys.modules, "groundingdino", None)  # import fails as if not installed
+    assert not grounding_py.groundingdino_py_usable()
     with pytest.raises(RewardUnavailableError) as info:
         load_groundingdino_py("groundingdino_swint_ogc.pth")
     message = str(info.value)
@@ -144,7 +145,8 @@ def test_groundingdino_py_absent(monkeypatch):
 
 def test_groundingdino_py_on_transformers_5(monkeypatch):
     monkeypatch.setitem(sys.modules, "groundingdino", types.ModuleType("groundingdino"))
-    monkeypatch.setattr(grounding, "transformers_major", lambda: 5)
+    monkeypatch.setattr(grounding_py, "transformers_major", lambda: 5)
+    assert not grounding_py.groundingdino_py_usable()
     with pytest.raises(RewardUnavailableError) as info:
         load_groundingdino_py("groundingdino_swint_ogc.pth")
     message = str(info.value)
@@ -158,5 +160,5 @@ def test_bad_detector_and_settings(tiny_grounding_dino):
         LayoutReward(object(), target)
     with pytest.raises(ValueError, match="matching must be one of"):
         LayoutReward(_detector(tiny_grounding_dino), target, matching="hungarian")
-    with pytest.raises(ValueError, match="temperature must be > 0"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0; got 0"):
         LayoutReward(_detector(tiny_grounding_dino), target, temperature=0)

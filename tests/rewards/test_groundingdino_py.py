@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from external_python import require_python, run_script
-from psi_sampler.rewards import grounding
-from psi_sampler.rewards.grounding import load_groundingdino_py
+from psi_sampler.rewards import grounding_py
+from psi_sampler.rewards.grounding_py import load_groundingdino_py
 from psi_sampler.rewards.loading import RewardUnavailableError
-from psi_sampler.rewards.registry import build_reward
 
 HERE = Path(__file__).resolve().parent
 
@@ -33,8 +32,7 @@ sys.path.insert(0, {str(HERE)!r})
 import torch
 from transformers import BertConfig, BertModel
 from rewards_testing import bert_vocab, rand_images, seeded
-from psi_sampler.rewards.grounding import load_groundingdino_py
-from psi_sampler.rewards.grounding_py import build_swint_ogc
+from psi_sampler.rewards.grounding_py import build_swint_ogc, load_groundingdino_py
 from psi_sampler.rewards.layout import LayoutReward
 from psi_sampler.rewards.quantity import QuantityReward
 from psi_sampler.rewards.loading import RewardLoadError
@@ -168,18 +166,10 @@ def test_groundingdino_py_end_to_end(tmp_path):
     assert out["edge_shape"] == [1, 20, 4]
 
 
-def test_registry_groundingdino_py_needs_checkpoint_and_bert_folder():
-    with pytest.raises(ValueError) as info:
-        build_reward("layout", phrases=["cat"], boxes=[[0.1, 0.1, 0.5, 0.5]], detector_backend="groundingdino-py",
-                     groundingdino_checkpoint="groundingdino_swint_ogc.pth")
-    message = str(info.value)
-    assert "groundingdino_bert_folder" in message and "bert-base-uncased" in message and "None" in message
-
-
 def test_groundingdino_py_without_its_model_dependencies(monkeypatch, tmp_path):
     """A groundingdino install whose model code cannot import gives a message, not a traceback."""
     monkeypatch.setitem(sys.modules, "groundingdino", types.ModuleType("groundingdino"))
-    monkeypatch.setattr(grounding, "transformers_major", lambda: 4)
+    monkeypatch.setattr(grounding_py, "transformers_major", lambda: 4)
     with pytest.raises(RewardUnavailableError) as info:
         load_groundingdino_py(tmp_path / "groundingdino_swint_ogc.pth", tmp_path)
     message = str(info.value)
@@ -189,7 +179,8 @@ def test_groundingdino_py_without_its_model_dependencies(monkeypatch, tmp_path):
 
 def test_groundingdino_py_needs_bert_folder(monkeypatch):
     monkeypatch.setitem(sys.modules, "groundingdino", types.ModuleType("groundingdino"))
-    monkeypatch.setattr(grounding, "transformers_major", lambda: 4)
+    monkeypatch.setattr(grounding_py, "transformers_major", lambda: 4)
+    assert grounding_py.groundingdino_py_usable()  # offered by the nodes on such an interpreter
     with pytest.raises(ValueError, match="needs bert_folder .*bert-base-uncased.*got None"):
         load_groundingdino_py("groundingdino_swint_ogc.pth")
     with pytest.raises(ValueError, match=r"needs checkpoint \(groundingdino_swint_ogc.pth\), got None"):

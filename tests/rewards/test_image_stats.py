@@ -66,10 +66,10 @@ def test_goals():
     ({"statistic": "loudness"}, "statistic must be one of"),
     ({"statistic": "brightness", "goal": "best"}, "goal must be one of"),
     ({"statistic": "brightness", "goal": "target"}, "needs a target"),
-    ({"statistic": "brightness", "goal": "target", "target": float("inf")}, "target must be finite"),
+    ({"statistic": "brightness", "goal": "target", "target": float("inf")}, "target must be a finite number; got inf"),
     ({"statistic": "color"}, "needs a color"),
     ({"statistic": "color", "color": "#12345"}, "#rrggbb"),
-    ({"statistic": "color", "color": (1.2, 0, 0)}, r"within \[0, 1\]"),
+    ({"statistic": "color", "color": (1.2, 0, 0)}, r"color component 0 must be in \[0.0, 1.0\]; got 1.2"),
 ])
 def test_bad_settings(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):

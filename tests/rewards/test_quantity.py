@@ -6,7 +6,8 @@ import torch
 from rewards_testing import assert_batch_equals_single, input_gradient, rand_images
 from psi_sampler.rewards.grounding import TransformersGroundingDino
 from psi_sampler.rewards.loading import RewardLoadError
-from psi_sampler.rewards.quantity import QuantityReward, count_reward, load_t2icount, soft_count
+from psi_sampler.rewards.quantity import QuantityReward, count_reward, soft_count
+from psi_sampler.rewards.t2icount import read_t2icount_checkpoint
 from psi_sampler.rewards.targets import CountTarget
 
 
@@ -43,10 +44,10 @@ def test_quantity_reward_tiny_grounding_dino(tiny_grounding_dino):
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"box_threshold": 1.0}, "strictly between 0 and 1"),
-    ({"box_threshold": 1.5}, r"within \[0, 1\]"),
-    ({"temperature": -1}, "temperature must be > 0"),
-    ({"beta": float("nan")}, "beta must be finite"),
+    ({"box_threshold": 1.0}, r"box_threshold must be in \(0.0, 1.0\); got 1.0"),
+    ({"box_threshold": 1.5}, r"box_threshold must be in \(0.0, 1.0\); got 1.5"),
+    ({"temperature": -1}, "temperature must be a finite number > 0; got -1"),
+    ({"beta": float("nan")}, "beta must be a finite number > 0; got nan"),
 ])
 def test_bad_settings(tiny_grounding_dino, kwargs, pattern):
     model, tokenizer = tiny_grounding_dino
@@ -57,8 +58,8 @@ def test_bad_settings(tiny_grounding_dino, kwargs, pattern):
 
 def test_t2icount_hook(tmp_path):
     with pytest.raises(RewardLoadError) as info:
-        load_t2icount(tmp_path / "best_model_paper.pth")
+        read_t2icount_checkpoint(tmp_path / "best_model_paper.pth")
     assert "T2ICount" in str(info.value) and "best_model_paper.pth" in str(info.value)
     (tmp_path / "best_model_paper.pth").write_bytes(b"x")
     with pytest.raises(RewardLoadError, match="not a readable PyTorch weights file"):
-        load_t2icount(tmp_path / "best_model_paper.pth")
+        read_t2icount_checkpoint(tmp_path / "best_model_paper.pth")

@@ -33,8 +33,8 @@ def test_layout_target_from_paper_record_and_duplicates():
         ([""], [[0.1, 0.1, 0.2, 0.2]], {}, "empty"),
         (["cat", "dog"], [[0.1, 0.1, 0.2, 0.2]], {}, "2 phrases but 1 boxes"),
         (["cat"], [[0.1, 0.1, 0.2]], {}, r"must be \[x1, y1, x2, y2\]"),
-        (["cat"], [[0.1, float("nan"), 0.2, 0.3]], {}, "must be finite"),
-        (["cat"], [[0.1, 0.1, math.inf, 0.3]], {}, "must be finite"),
+        (["cat"], [[0.1, float("nan"), 0.2, 0.3]], {}, r"box 0 \('cat'\) coordinate must be a finite number; got nan"),
+        (["cat"], [[0.1, 0.1, math.inf, 0.3]], {}, "must be a finite number; got inf"),
         (["cat"], [[0.3, 0.1, 0.2, 0.4]], {}, "x1 < x2"),
         (["a. b"], [[0.1, 0.1, 0.2, 0.2]], {}, "contains '.'"),
         ([], [], {}, "non-empty list"),
@@ -54,17 +54,17 @@ def test_count_target():
 
 
 @pytest.mark.parametrize(
-    "objects, counts, pattern",
+    "objects, counts, error, pattern",
     [
-        (["eggs"], [-1], "count 0 .*'eggs'.* must be >= 0"),
-        (["eggs"], [float("nan")], "must be finite"),
-        (["eggs"], ["many"], "must be a number"),
-        (["eggs", "eggs"], [1, 2], "distinct"),
-        (["eggs"], [1, 2], "one count per object"),
-        ([""], [1], "empty"),
-        ("eggs", [1], "non-empty list"),
+        (["eggs"], [-1], ValueError, "count 0 .*'eggs'.* must be a finite number >= 0; got -1"),
+        (["eggs"], [float("nan")], ValueError, "must be a finite number >= 0; got nan"),
+        (["eggs"], ["many"], TypeError, "count 0 .*'eggs'.* must be a number; got 'many'"),
+        (["eggs", "eggs"], [1, 2], ValueError, "distinct"),
+        (["eggs"], [1, 2], ValueError, "one count per object"),
+        ([""], [1], ValueError, "empty"),
+        ("eggs", [1], ValueError, "non-empty list"),
     ],
 )
-def test_bad_count_targets(objects, counts, pattern):
-    with pytest.raises(ValueError, match=pattern):
+def test_bad_count_targets(objects, counts, error, pattern):
+    with pytest.raises(error, match=pattern):
         CountTarget.build(objects, counts)

@@ -42,6 +42,13 @@ def test_dependencies_mirror_requirements_and_never_touch_torch():
     assert all(not re.search(r"==|<", d) for d in dependencies), "no exact or upper pins (they could downgrade)"
 
 
+def test_groundingdino_py_is_an_optional_extra_only():
+    """The original Grounding DINO needs transformers < 5: an extra, never a default requirement."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert {package_name(d) for d in extras["groundingdino-py"]} == {"groundingdino-py", "transformers"}
+    assert "groundingdino-py" not in {package_name(d) for d in requirement_lines()}
+
+
 def test_tool_comfy_table_and_its_icon():
     from PIL import Image
 
