@@ -35,7 +35,7 @@ from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE
 from ..rewards.registry import build_reward
 from ..rewards.targets import CountTarget, LayoutTarget
 from . import reward_models as models
-from . import t2icount_bridge
+from ..comfy_host import t2icount as t2icount_bridge
 from .options import validation_result
 from .types import PsiReward
 
