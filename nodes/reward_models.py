@@ -42,9 +42,9 @@ from ..rewards.loading import (RewardLoadError, RewardUnavailableError, WeightsS
                                from_pretrained_local, import_optional, read_json)
 from ..rewards.preprocess import CLIP_MEAN, CLIP_STD
 from ..rewards.quantity import T2ICOUNT_SOURCE
-from ..comfy_host import t2icount
 from ..comfy_host.clip_vision import host_clip_vision  # noqa: F401  (the reward loaders' CLIP_VISION input)
 from ..comfy_host.folders import model_folder_paths, register_model_folder
+from ..comfy_host.t2icount import load_t2icount_model
 
 LOG = logging.getLogger("psi_sampler")
 FOLDER = "psi_rewards"
@@ -311,7 +311,7 @@ def groundingdino_py(checkpoint: str, bert_folder: str, shortest_side: int = 0) 
 def t2icount(checkpoint: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(UNet, counting head) of T2ICount from file `checkpoint` (cached per file)."""
     path = resolve_file(checkpoint, T2ICOUNT_SOURCE)
-    return _cached("t2icount", path, (), lambda: t2icount.load_t2icount_model(path))
+    return _cached("t2icount", path, (), lambda: load_t2icount_model(path))
 
 
 @dataclass(frozen=True)
