@@ -143,7 +143,9 @@ class SamplerBridge:
             patchers = [self.patcher, *getattr(self.guider, "loaded_models", []), self.vae.patcher]
             patchers += [p for p in (self.grad_patcher, self.grad_vae_patcher) if p not in patchers]
             load_models(patchers, memory)
-            self._reward_home = place_reward(self.reward, self.device)
+            home = place_reward(self.reward, self.device)
+            if home is not None:  # a repeated prepare finds the reward placed: keep where it came from
+                self._reward_home = home
             self.ensure_gradient_ready()
         return self
 
