@@ -95,7 +95,7 @@ def setup(threads: int, attention: str = "pytorch"):
         sys.modules[PACK] = module
         spec.loader.exec_module(module)
     pack = sys.modules[PACK]
-    for name in ("nodes.smc_sampler", "nodes.runs", "nodes.host_bridge", "rewards.image_stats"):
+    for name in ("nodes.smc_sampler", "nodes.runs", "comfy_host.sampler_bridge", "rewards.image_stats"):
         importlib.import_module(f"{PACK}.{name}")
     _install_instrumentation()
 
@@ -183,7 +183,7 @@ CLOCK = Clock()
 def _install_instrumentation():
     """Swap the bridge used by the sampler functions for a timed subclass and wrap the
     SMC node's sampler function; both only in this process."""
-    bridge_module = pack.nodes.host_bridge
+    bridge_module = pack.comfy_host.sampler_bridge
     runs = pack.nodes.runs
     smc_sampler = pack.nodes.smc_sampler
 
@@ -455,7 +455,7 @@ def first_run_worker(args) -> None:
     behaved before it knew FLUX: the first gradient pass fails and is repeated."""
     mode = args.first_run_worker
     if mode == "unknown":
-        pack.nodes.host_bridge.INPLACE_BLOCKS = frozenset()
+        pack.comfy_host.saved_activations.INPLACE_BLOCKS = frozenset()
     models = build_models("flux", args.vae_upscale)
     runs = [run_node(models, "flux", FIRST_RUN_K, FIRST_RUN_K, None, args.steps) for _ in range(2)]
     print(json.dumps({"mode": mode, "wall": [r["t"]["sampler_wall"] for r in runs],

@@ -87,7 +87,7 @@ def build_image_reward(folder: Path):
     import torch
     import transformers
 
-    from psi_sampler.rewards.heldout import load_image_reward
+    from psi_sampler.rewards.image_reward import load_image_reward
 
     # THUDM/ImageReward's med_config.json (BLIP's, with the two tokens BLIP adds to bert-base-uncased)
     med_config = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",

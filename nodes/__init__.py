@@ -1,7 +1,9 @@
 """ComfyUI nodes of psi-sampler (V3 schema): thin adapters over `psi_core`.
 
-Only `host_bridge` touches ComfyUI's model, VAE and memory internals; the node
-modules declare schemas and turn inputs into core configs.
+The node modules declare schemas (ComfyUI's `comfy_api`) and turn inputs into core
+configs; everything else they need of ComfyUI (models, VAE, memory, sampling loop,
+model folders, progress and events, latent formats) they get through the pack's host
+package, `comfy_host`, the only importer of ComfyUI's internals.
 """
 
 from comfy_api.latest import ComfyExtension, io

@@ -11,9 +11,11 @@ import torch
 
 from comfy_api.latest import io
 
+from ..comfy_host.checks import HostInputError, check_reward, check_vae, prepare_latent
+from ..comfy_host.memory import intermediate_device
+from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core import INITIAL_METHODS, InitialConfig
 from ..psi_core.validation import integer_at_least
-from . import host_bridge
 from .noise import PsiNoise
 from .options import (conditioning_inputs, grad_batch_input, reward_inputs, schedule_inputs,
                       seed_input, validation_result)
@@ -109,26 +111,26 @@ class PsiInitialSampler(io.ComfyNode):
         config = initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                                 adapt_step_size, topk_candidates)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
-        samples = host_bridge.prepare_latent(model, latent_image)
+        samples = prepare_latent(model, latent_image)
         if samples.shape[0] != 1:
-            raise host_bridge.HostInputError(
+            raise HostInputError(
                 f"the Ψ initial sampler draws K particles for one latent image; got a batch of {samples.shape[0]} "
                 "(use batch size 1 and set particles instead)")
-        host_bridge.check_vae(vae, model)
-        host_bridge.check_reward(reward, method in GUIDED_METHODS, f"the {method} initial method")
+        check_vae(vae, model)
+        check_reward(reward, method in GUIDED_METHODS, f"the {method} initial method")
         if sigmas is None:
-            sigmas = host_bridge.schedule(model, scheduler, steps, denoise)
+            sigmas = schedule(model, scheduler, steps, denoise)
         if sigmas.numel() < 2:
-            raise host_bridge.HostInputError("the schedule has no steps (sigmas needs at least 2 entries)")
+            raise HostInputError("the schedule has no steps (sigmas needs at least 2 entries)")
 
         generator = stage_generator(seed, "initial")
         outcome = RunOutcome()
-        guider = host_bridge.cfg_guider(model, positive, negative, cfg)
+        guider = cfg_guider(model, positive, negative, cfg)
         noise = torch.zeros_like(samples)  # one state for ComfyUI's loop; the MCMC draws its own
-        host_bridge.sample_with(guider, noise, samples, sigmas,
+        sample_with(guider, noise, samples, sigmas,
                                 initial_function(config, grad_batch_size, vae, reward, generator, outcome), seed)
         found = outcome.particles
         out = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", "noise_mask", PSI_KEY)}
-        out["samples"] = samples.repeat(found.num_particles, 1, 1, 1).to(host_bridge.intermediate_device())
+        out["samples"] = samples.repeat(found.num_particles, 1, 1, 1).to(intermediate_device())
         out[PSI_KEY] = found
         return io.NodeOutput(out, PsiNoise(found, seed), found.trace)

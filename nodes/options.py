@@ -8,7 +8,7 @@ from typing import Callable
 from comfy_api.latest import io
 
 from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
-from .host_bridge import scheduler_names
+from ..comfy_host.sampling import scheduler_names
 from .types import PsiReward
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF

@@ -22,20 +22,22 @@ from typing import Any
 
 from comfy_api.latest import io
 
+from ..comfy_host import t2icount as host_t2icount
+from ..comfy_host.clip_vision import host_clip_vision
 from ..psi_core.validation import prompt_text
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_FILE, HEAD_SOURCE, AestheticHead, AestheticReward
 from ..rewards.combine import WeightedSum
 from ..rewards.grounding import GROUNDING_DINO_SOURCE
 from ..rewards.grounding_py import (BERT_SOURCE, GROUNDINGDINO_PY_SOURCE, OFFICIAL_QUERIES,
                                     check_groundingdino_py_usable, groundingdino_py_usable, min_shortest_side)
-from ..rewards.heldout import (HPSV2_SOURCE, IMAGE_REWARD_SOURCE, OPEN_CLIP_HINT,
-                               PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE, load_hpsv2, load_image_reward, pickscore_reward)
+from ..rewards.heldout import (HPSV2_SOURCE, OPEN_CLIP_HINT, PICKSCORE_PROCESSOR_SOURCE, PICKSCORE_SOURCE, load_hpsv2,
+                               pickscore_reward)
+from ..rewards.image_reward import IMAGE_REWARD_SOURCE, load_image_reward
 from ..rewards.layout import MATCHINGS, LayoutReward
 from ..rewards.loading import RewardUnavailableError
 from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE, QuantityReward
 from ..rewards.targets import CountTarget, LayoutTarget
 from . import reward_models as models
-from . import t2icount_bridge
 from .options import validation_result
 from .types import PsiReward
 
@@ -263,7 +265,7 @@ class PsiAestheticReward(io.ComfyNode):
     def execute(cls, head, clip_folder, clip_vision=None) -> io.NodeOutput:
         head_module = models.aesthetic_head(head)
         if clip_vision is not None:
-            vision, size, mean, std = models.host_clip_vision(clip_vision, AESTHETIC_EMBED_WIDTH)
+            vision, size, mean, std = host_clip_vision(clip_vision, AESTHETIC_EMBED_WIDTH)
             reward = models.outside_inference(lambda: AestheticReward(vision, head_module, (), size, mean, std))
             return io.NodeOutput(reward)
         if clip_folder == NO_CLIP_FOLDER:
@@ -432,9 +434,9 @@ class PsiQuantityReward(io.ComfyNode):
                 raise ValueError("backend t2icount needs the Stable Diffusion 1.5 VAE and CLIP: connect the vae and "
                                  "clip inputs (e.g. from Load Checkpoint with an SD1.5 checkpoint); missing: "
                                  + " and ".join(n for n, v in (("vae", vae), ("clip", clip)) if v is None))
-            t2icount_bridge.check_vae(vae)
+            host_t2icount.check_vae(vae)
             unet, head = models.t2icount(t2icount_checkpoint)
-            return io.NodeOutput(t2icount_bridge.t2icount_reward(unet, head, vae, clip, *parse_counts(counts)))
+            return io.NodeOutput(host_t2icount.t2icount_reward(unet, head, vae, clip, *parse_counts(counts)))
         if backend not in QUANTITY_BACKENDS:
             raise ValueError(f"backend must be one of {QUANTITY_BACKENDS}; got {backend!r}")
         detector = phrase_detector(backend == GDINO_PY, grounding_dino_folder, detector_size,

@@ -13,7 +13,7 @@ Loaded models are kept in a module-level cache keyed by path, file signatures
 (modification time and size) and options, so a second prompt (or a second reward
 node on the same model) does not reload them. Everything is loaded outside
 inference mode, on the CPU, with `local_files_only` (never downloaded): the host
-bridge moves weights to the compute device for a run (`modules()`/`to()`) and back.
+package moves weights to the compute device for a run (`modules()`/`to()`) and back.
 Rewards are built outside inference mode too, so the tensors they keep (target
 boxes, token masks, text embeddings) can take part in gradient passes.
 """
@@ -32,8 +32,6 @@ from typing import Any
 
 import torch
 
-import folder_paths
-
 from ..rewards.aesthetic import CLIP_L14_SOURCE, HEAD_SOURCE, AestheticHead, load_aesthetic_head, load_clip_vision
 from ..rewards.clip import ClipImageEmbedder
 from ..rewards.grounding import GROUNDING_DINO_SOURCE, PhraseDetector, TransformersGroundingDino, load_grounding_dino
@@ -43,8 +41,8 @@ from ..rewards.loading import (RewardLoadError, RewardUnavailableError, WeightsS
                                from_pretrained_local, import_optional, read_json)
 from ..rewards.preprocess import CLIP_MEAN, CLIP_STD
 from ..rewards.quantity import T2ICOUNT_SOURCE
-from . import t2icount_bridge
-from .host_bridge import clone_saved_activations
+from ..comfy_host.folders import model_folder_paths, register_model_folder
+from ..comfy_host.t2icount import load_t2icount_model
 
 LOG = logging.getLogger("psi_sampler")
 FOLDER = "psi_rewards"
@@ -60,7 +58,7 @@ _FOLDER_MARKERS = ("config.json", "tokenizer.json", "tokenizer_config.json")
 def register_folder() -> None:
     """Register models/psi_rewards as the `psi_rewards` folder type (idempotent: a
     repeated import, or a yaml entry made first, leaves one entry per path)."""
-    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER))
+    register_model_folder(FOLDER)
 
 
 register_folder()
@@ -68,7 +66,7 @@ register_folder()
 
 def roots() -> list[Path]:
     """Every directory of the `psi_rewards` folder type, in search order."""
-    return [Path(p) for p in folder_paths.get_folder_paths(FOLDER)]
+    return model_folder_paths(FOLDER)
 
 
 def describe_roots() -> str:
@@ -311,7 +309,7 @@ def groundingdino_py(checkpoint: str, bert_folder: str, shortest_side: int = 0) 
 def t2icount(checkpoint: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(UNet, counting head) of T2ICount from file `checkpoint` (cached per file)."""
     path = resolve_file(checkpoint, T2ICOUNT_SOURCE)
-    return _cached("t2icount", path, (), lambda: t2icount_bridge.load_t2icount_model(path))
+    return _cached("t2icount", path, (), lambda: load_t2icount_model(path))
 
 
 @dataclass(frozen=True)
@@ -351,57 +349,6 @@ def clip_with_tokenizer(model_name: str, processor_name: str | None) -> ClipWith
         raise ValueError(PICKSCORE_PROCESSOR_SOURCE.message("no tokenizer files", processor.path))
     return _cached("pickscore", model_path, (str(processor.path), signature(processor.path)),
                    lambda: _load_clip_with_tokenizer(model_path, processor.path))
-
-
-# --------------------------------------------------------------------------- host CLIP_VISION
-
-
-class HostClipVision(torch.nn.Module):
-    """ComfyUI's CLIP_VISION model (`comfy.clip_vision.ClipVisionModel`) as a vision callable:
-    normalised pixels [B, 3, S, S] -> projected image embeddings [B, D] (float32).
-
-    Calls the underlying `CLIPVisionModelProjection` directly (its output [2] is
-    `image_embeds`), skipping ComfyUI's own preprocessing, which rounds pixels and so
-    has no gradient. Its weights may be stored in float16 (ComfyUI's manual-cast
-    layers cast them to the float32 input). Its transformer layers add residuals in
-    place (`x += ...`), so under autograd the activations saved for backward are
-    cloned (the host bridge's saved-tensor hooks), which keeps the gradient exact.
-    """
-
-    def __init__(self, clip_vision: Any):
-        super().__init__()
-        self.model = clip_vision.model
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        param = next(self.model.parameters())
-        pixels = pixels.to(param.device, torch.float32)
-        if not (torch.is_grad_enabled() and pixels.requires_grad):
-            return self.model(pixel_values=pixels)[2].float()
-        with clone_saved_activations():
-            return self.model(pixel_values=pixels)[2].float()
-
-
-def host_clip_vision(clip_vision: Any, width: int) -> tuple[HostClipVision, int, tuple, tuple]:
-    """(vision callable, input size, mean, std) of a CLIP_VISION whose embeddings have
-    `width` values; ValueError where it is not such a CLIP vision model."""
-    import comfy.clip_model
-
-    model = getattr(clip_vision, "model", None)
-    if not isinstance(model, comfy.clip_model.CLIPVisionModelProjection) or getattr(
-            clip_vision, "return_all_hidden_states", False):
-        raise ValueError(f"the clip_vision input is not a CLIP vision model ({type(model).__name__}); the "
-                         "aesthetic head needs CLIP ViT-L/14 (load e.g. OpenAI's CLIP ViT-L/14 with Load CLIP "
-                         "Vision)")
-    projection = getattr(model, "visual_projection", None)
-    out_features = getattr(projection, "out_features", None)
-    if out_features != width:
-        raise ValueError(f"the clip_vision model gives {out_features or 'unprojected'}-value image embeddings but "
-                         f"the aesthetic head reads {width} (CLIP ViT-L/14); load a ViT-L/14 CLIP vision model "
-                         "(not ViT-H/14, ViT-G or SigLIP)")
-    size = int(getattr(clip_vision, "image_size", 224))
-    mean = tuple(getattr(clip_vision, "image_mean", CLIP_MEAN))
-    std = tuple(getattr(clip_vision, "image_std", CLIP_STD))
-    return HostClipVision(clip_vision), size, mean, std
 
 
 # --------------------------------------------------------------------------- optional packages

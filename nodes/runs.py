@@ -4,7 +4,7 @@ Both have the k-diffusion signature `fn(model, x, sigmas, extra_args, callback,
 disable)`: `model` is ComfyUI's CFG-combined denoiser, `x` [K, C, H, W] the
 starting states ComfyUI made from the NOISE with `noise_scaling`, `sigmas` the
 schedule on the model's device. All maths is the core's; these functions wire it
-to the host bridge, progress and events, and leave what the node needs in a
+to the host package's sampler bridge, progress and events, and leave what the node needs in a
 `RunOutcome`.
 """
 
@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..comfy_host.checks import check_reward
+from ..comfy_host.events import show_text
+from ..comfy_host.progress import MCMCProgress, SMCProgress
+from ..comfy_host.sampler_bridge import SamplerBridge
+from ..comfy_host.sampling import evaluation_source
 from ..psi_core import InitialConfig, InitialParticles, SMCConfig, SMCResult, Trace, draw_initial, run_smc
 from ..visualizer.convert import choose_steps
-from .host_bridge import SamplerBridge, check_reward, evaluation_source
 from .particles import PsiParticles, stage_generator
-from .progress import MCMCProgress, SMCProgress, show_text
 
 LOG = logging.getLogger("psi_sampler")
 

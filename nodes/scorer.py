@@ -2,7 +2,8 @@
 
 ComfyUI IMAGE is [B, H, W, C] in [0, 1]; rewards take [B, 3, H, W], so the batch is
 permuted (alpha dropped, grey repeated). The reward's weights are moved to the
-compute device for scoring and back afterwards. Scores are shown under the node
+compute device for scoring and back afterwards (`comfy_host.memory.reward_on`, as the
+samplers do). Scores are shown under the node
 (progress text while running, then the UI text) and returned as JSON and as one
 number (the mean or the best score).
 """
@@ -13,12 +14,12 @@ import json
 import math
 
 import torch
-
-import comfy.model_management as model_management
 from comfy_api.latest import io, ui
 
-from .host_bridge import check_interrupt, check_reward
-from .progress import show_text
+from ..comfy_host.checks import check_reward
+from ..comfy_host.events import show_text
+from ..comfy_host.memory import compute_device, reward_on
+from ..comfy_host.progress import check_interrupt
 from .types import PsiReward
 
 SUMMARIES = ("mean", "best")
@@ -42,22 +43,6 @@ def score_batches(reward, images: torch.Tensor, batch_size: int, device: torch.d
             chunk = images[start:start + batch_size].to(device)
             scores.append(reward(chunk).detach().float().reshape(-1).cpu())
     return torch.cat(scores)
-
-
-def place(reward, device: torch.device):
-    """Move the reward's weights to `device` (outside inference mode, like the host
-    bridge); returns the device they came from, or None where nothing moved."""
-    modules = list(reward.modules()) if hasattr(reward, "modules") else []
-    if not modules:
-        return None
-    home = getattr(reward, "device", torch.device("cpu"))
-    if home == device:
-        return None
-    if hasattr(reward, "memory_bytes"):
-        model_management.free_memory(reward.memory_bytes() * 1.2, device)
-    with torch.inference_mode(False):
-        reward.to(device)
-    return home
 
 
 def summarise(scores: list[float]) -> tuple[float, float, int]:
@@ -105,14 +90,9 @@ class PsiScoreImages(io.ComfyNode):
         if summary not in SUMMARIES:
             raise ValueError(f"summary must be one of {SUMMARIES}; got {summary!r}")
         pixels = to_bchw(images)
-        device = model_management.get_torch_device()
-        home = place(reward, device)
-        try:
+        device = compute_device()
+        with reward_on(reward, device, make_room=True):
             values = score_batches(reward, pixels, int(batch_size), device).tolist()
-        finally:
-            if home is not None:
-                with torch.inference_mode(False):
-                    reward.to(home)
         mean, best, best_index = summarise(values)
         name = reward.describe() if hasattr(reward, "describe") else getattr(reward, "name", "reward")
         report = {"reward": name, "scores": [v if math.isfinite(v) else None for v in values],

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_host.checks import HostInputError, check_reward, check_vae, family_of, prepare_latent
+from ..comfy_host.progress import sampler_callback
+from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
-from . import host_bridge
 from .options import (conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
                       smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
-from .progress import sampler_callback
 from .runs import RunOutcome, smc_function
 from .types import PsiTrace
 
@@ -24,12 +25,12 @@ def particle_count(samples_batch: int, particles: int, carried: PsiParticles | N
     """K: the carried Ψ particles' count, else `particles` (the latent batch must be 1 or K)."""
     if carried is not None:
         if samples_batch != carried.num_particles:
-            raise host_bridge.HostInputError(
+            raise HostInputError(
                 f"the latent carries {carried.num_particles} Ψ particles but its batch is {samples_batch}: connect "
                 "the Ψ initial sampler's LATENT directly")
         return carried.num_particles
     if samples_batch not in (1, particles):
-        raise host_bridge.HostInputError(
+        raise HostInputError(
             f"the latent has a batch of {samples_batch} but particles is {particles}: use a latent of batch 1 "
             "(repeated for every particle) or of batch equal to particles")
     return particles
@@ -90,23 +91,23 @@ class PsiSMCSampler(io.ComfyNode):
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
-        samples = host_bridge.prepare_latent(model, latent_image)
-        host_bridge.check_vae(vae, model)
-        host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
+        samples = prepare_latent(model, latent_image)
+        check_vae(vae, model)
+        check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
-        sigmas = host_bridge.schedule(model, scheduler, steps, denoise)
+        sigmas = schedule(model, scheduler, steps, denoise)
         if carried is not None:
-            carried.check_compatible(host_bridge.family_of(model), float(sigmas[0]), tuple(samples.shape[1:]))
+            carried.check_compatible(family_of(model), float(sigmas[0]), tuple(samples.shape[1:]))
 
         generator = stage_generator(seed, "smc")
         noise = carried.eps.clone() if carried is not None else randn((k, *samples.shape[1:]), generator)
         latent = samples.expand(k, *samples.shape[1:]).contiguous() if samples.shape[0] == 1 else samples
         outcome = RunOutcome()
         function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps)
-        guider = host_bridge.cfg_guider(model, positive, negative, cfg)
+        guider = cfg_guider(model, positive, negative, cfg)
         callback = sampler_callback(model, steps)
-        result = host_bridge.sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)
+        result = sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)
         dropped = ("samples", "batch_index", "noise_mask", PSI_KEY)
         out = {key: v for key, v in latent_image.items() if key not in dropped}
         out["samples"] = result

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_host.checks import HostInputError, check_reward
+from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
-from . import host_bridge
 from .noise import PsiNoise
 from .options import (reward_inputs, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
@@ -63,13 +64,13 @@ class PsiSMCSamplerCustom(io.ComfyNode):
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
-        host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
+        check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         particles = None
         if initial_noise is not None:
             if not isinstance(initial_noise, PsiNoise):
-                raise host_bridge.HostInputError(
+                raise HostInputError(
                     "initial_noise must be the Ψ Initial Sampler's NOISE (leave it empty for other noise)")
             particles = initial_noise.particles
         function = smc_function(config, grad_batch_size, vae, reward, RunOutcome(), particles,
                                 trace_steps=trace_steps)
-        return io.NodeOutput(host_bridge.make_sampler(function))
+        return io.NodeOutput(make_sampler(function))

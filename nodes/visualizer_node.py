@@ -19,11 +19,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import folder_paths
 import torch
 from comfy_api.latest import io, ui
 from PIL import Image, ImageDraw
 
+from ..comfy_host.events import show_text
+from ..comfy_host.folders import output_directory
+from ..comfy_host.latent_formats import latent_format_named, latent_format_of
 from ..psi_core.trace import Trace
 from ..visualizer import (
     choose_steps,
@@ -34,8 +36,6 @@ from ..visualizer import (
     write_trace,
 )
 from ..visualizer.drawing import GREY, WHITE, fmt, put_text
-from . import host_bridge
-from .progress import show_text
 from .types import PsiTrace
 
 LOG = logging.getLogger("psi_sampler")
@@ -82,9 +82,9 @@ def latent_format_for(model, trace: Trace):
     (a comfy.latent_formats class name), else None. Never guessed from the channel count: SDXL
     shares SD1.5's 4 channels with another scale, SD3 FLUX's 16 with another shift and scale."""
     if model is not None:
-        return model.get_model_object("latent_format")
+        return latent_format_of(model)
     if trace.latent_format:
-        return host_bridge.host_symbol(f"comfy.latent_formats.{trace.latent_format}")()
+        return latent_format_named(trace.latent_format)
     return None
 
 
@@ -242,7 +242,7 @@ class PsiParticleVisualizer(io.ComfyNode):
         grid = render_grid(trace, rows, vae, model, bool(preview), tile_width or None)
         curves = render_curves(trace)
         if save_trace:
-            paths = write_trace(trace, folder_paths.get_output_directory(), filename_prefix)
+            paths = write_trace(trace, output_directory(), filename_prefix)
             LOG.info("psi: trace written to %s and %s", paths.json, paths.npz)
             show_text(f"trace: {paths.json.name}, {paths.npz.name}")
         grid_tensor, curves_tensor = pil_to_tensor(grid), pil_to_tensor(curves)

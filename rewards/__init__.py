@@ -15,7 +15,8 @@ from .clip import ClipImageEmbedder
 from .combine import WeightedSum
 from .grounding import Detections, TransformersGroundingDino, box_iou, cxcywh_to_xyxy, load_grounding_dino
 from .grounding_py import load_groundingdino_py
-from .heldout import PromptSimilarityReward, load_hpsv2, load_image_reward, load_pickscore, pickscore_reward
+from .heldout import PromptSimilarityReward, load_hpsv2, load_pickscore, pickscore_reward
+from .image_reward import load_image_reward
 from .image_stats import ImageStatReward
 from .layout import LayoutReward, greedy_matched_iou, soft_matched_iou
 from .loading import RewardLoadError, RewardUnavailableError, load_state_dict

@@ -33,8 +33,6 @@ from .loading import (
     load_state_dict,
     read_json,
 )
-from .image_reward import (IMAGE_REWARD_MEAN, IMAGE_REWARD_SOURCE, IMAGE_REWARD_STD,  # noqa: F401 (re-exported)
-                           load_image_reward)
 from .preprocess import CLIP_MEAN, CLIP_STD, clip_style, letterbox, to_model
 
 PICKSCORE_SOURCE = WeightsSource(

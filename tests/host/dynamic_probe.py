@@ -1,4 +1,4 @@
-"""The bridge's choice of gradient patcher against ComfyUI's own dynamic-VRAM class.
+"""The host package's choice of gradient patcher against ComfyUI's own dynamic-VRAM class.
 
 Run by test_host_dynamic.py with the host's python in the host's folder:
     python dynamic_probe.py PACK_DIR FIXTURE_DIR
@@ -33,7 +33,7 @@ def main() -> None:
     import comfy.model_patcher
 
     load_package("psi_sampler", pack)
-    bridge = importlib.import_module("psi_sampler.nodes.host_bridge")
+    bridge = importlib.import_module("psi_sampler.comfy_host.dynamic_vram")
     load_package("psi_test_fixtures", fixtures)
     tiny = importlib.import_module("psi_test_fixtures.tiny")
 

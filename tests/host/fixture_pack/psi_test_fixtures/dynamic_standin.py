@@ -9,8 +9,8 @@ bridge what it asks of a dynamic patcher:
 * `get_non_dynamic_delegate()`: a classic patcher over a second copy of the model,
   rebuilt from the same seed (as ComfyUI reloads through `cached_patcher_init`), a
   method of the stand-in class so that clones keep it;
-* `is_dynamic`: the bridge's own predicate is replaced for the duration of a
-  check (`claim_dynamic`), because the patcher's `is_dynamic()` must stay False
+* `is_dynamic`: the host package's own predicate (`comfy_host.dynamic_vram.is_dynamic`)
+  is replaced for the duration of a check (`claim_dynamic`), because the patcher's `is_dynamic()` must stay False
   for ComfyUI.
 
 Forward pre-hooks count the forward passes run with gradients on the stand-in's
@@ -71,11 +71,12 @@ def is_standin(patcher) -> bool:
 
 
 @contextlib.contextmanager
-def claim_dynamic(bridge_module):
-    """The bridge treats stand-ins as dynamic while the block runs (restored after)."""
-    original = bridge_module.is_dynamic
-    bridge_module.is_dynamic = lambda patcher: is_standin(patcher) or original(patcher)
+def claim_dynamic(dynamic_vram):
+    """The host package (its `dynamic_vram` module) treats stand-ins as dynamic while the
+    block runs (restored after)."""
+    original = dynamic_vram.is_dynamic
+    dynamic_vram.is_dynamic = lambda patcher: is_standin(patcher) or original(patcher)
     try:
         yield
     finally:
-        bridge_module.is_dynamic = original
+        dynamic_vram.is_dynamic = original

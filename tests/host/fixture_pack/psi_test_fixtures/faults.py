@@ -101,15 +101,16 @@ def state(bridge, patcher, vae) -> dict:
 
 def run(model, positive, negative, vae, fault: str) -> dict:
     """Three gradient passes (the second fails) inside `guider.sample`; the report."""
-    bridge_module = pack_module("nodes.host_bridge")
+    bridge_module = pack_module("comfy_host.sampler_bridge")
+    sampling = pack_module("comfy_host.sampling")
     report: dict = {"fault": fault, "during": []}
     latent = torch.zeros((1, vae.latent_channels, 8, 8))
-    sigmas = bridge_module.schedule(model, "simple", 4, 1.0)
+    sigmas = sampling.schedule(model, "simple", 4, 1.0)
     patched = model.clone()  # with a weight patch, as a LoRA leaves a MODEL
     key, weight = next((k, w) for k, w in patched.model.state_dict().items()
                        if k.startswith("diffusion_model.") and k.endswith(".weight"))
     patched.add_patches({key: (torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)) * 0.01,)}, 0.5)
-    guider = bridge_module.cfg_guider(patched, positive, negative, 1.0)
+    guider = sampling.cfg_guider(patched, positive, negative, 1.0)
 
     def sample(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
         holder = {}
@@ -133,8 +134,8 @@ def run(model, positive, negative, vae, fault: str) -> dict:
             report["gradient_models_are_delegates"] = bridge.grad_base is not bridge.base
         return x
 
-    with dynamic_standin.claim_dynamic(bridge_module):
-        bridge_module.sample_with(guider, torch.zeros_like(latent), latent, sigmas, sample, 0)
+    with dynamic_standin.claim_dynamic(pack_module("comfy_host.dynamic_vram")):
+        sampling.sample_with(guider, torch.zeros_like(latent), latent, sigmas, sample, 0)
     report["after_run"] = host_state()
     report["standin_counts"] = dynamic_standin.counts_of(model)
     return report

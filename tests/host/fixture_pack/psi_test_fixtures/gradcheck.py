@@ -1,4 +1,4 @@
-"""Finite-difference check of the host bridge's reward gradient (test-only).
+"""Finite-difference check of the sampler bridge's reward gradient (test-only).
 
 Runs inside ComfyUI's sampling loop (a sampler function under `guider.sample`,
 inside a node, so under the executor's inference mode): r̂(x, σ) through the
@@ -97,15 +97,16 @@ def check_function(bridge_module, vae, reward, sigma_indices: list[int], rel_ste
 def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_indices: list[int],
         rel_step: float, seed: int, forget_inplace: bool = False) -> dict:
     """Build a guider, run the check inside `guider.sample`, return the figures."""
-    bridge = pack_module("nodes.host_bridge")
+    bridge = pack_module("comfy_host.sampling")
     report = {"inference_weights_before": inference_weights(model.model, vae.first_stage_model,
                                                              *reward.modules()),
               "model_vae_inference_weights_before": inference_weights(model.model, vae.first_stage_model)}
     latent = torch.zeros((1, vae.latent_channels, 8, 8))
     sigmas = bridge.schedule(model, "simple", steps, 1.0)
     guider = bridge.cfg_guider(model, positive, negative, cfg)
-    function = check_function(bridge, vae, reward, sigma_indices, rel_step, seed, report, forget_inplace)
-    with dynamic_standin.claim_dynamic(bridge):
+    function = check_function(pack_module("comfy_host.sampler_bridge"), vae, reward, sigma_indices, rel_step, seed,
+                              report, forget_inplace)
+    with dynamic_standin.claim_dynamic(pack_module("comfy_host.dynamic_vram")):
         bridge.sample_with(guider, torch.zeros_like(latent), latent, sigmas, function, seed)
     report["inference_weights_after"] = inference_weights(model.model, vae.first_stage_model, *reward.modules())
     report["model_vae_inference_weights_after"] = inference_weights(model.model, vae.first_stage_model)

@@ -1,4 +1,4 @@
-"""T2ICount's UNet features: this pack's bridge (ComfyUI's UNetModel) against the authors'
+"""T2ICount's UNet features: this pack's host package (ComfyUI's UNetModel) against the authors'
 own classes (their LDM UNetModel with their `register_hier_output` forward), on the
 same checkpoint weights. Run with the host's python (it has ComfyUI and einops):
 
@@ -24,11 +24,11 @@ def main(comfy_dir: str, repo: str, code: str, checkpoint: str) -> None:
     from comfy.cli_args import args
 
     args.cpu = True
-    for name, path in (("psi_sampler", repo), ("psi_sampler.nodes", f"{repo}/nodes")):
+    for name, path in (("psi_sampler", repo),):
         package = types.ModuleType(name)  # the pack's modules without its ComfyUI entry point
         package.__path__ = [path]
         sys.modules[name] = package
-    from psi_sampler.nodes.t2icount_bridge import load_t2icount_model
+    from psi_sampler.comfy_host.t2icount import load_t2icount_model
     from psi_sampler.rewards.t2icount import UNET_PREFIX
     from tiny_parts import MODEL_CHANNELS, TEXT_WIDTH
 

@@ -1,12 +1,13 @@
-"""T2ICount's Stable Diffusion 1.5 parts in ComfyUI (this module and host_bridge are the
-only ones that touch ComfyUI's UNet, VAE and CLIP internals).
+"""T2ICount's Stable Diffusion 1.5 parts on ComfyUI's classes (Qian et al., T2ICount,
+CVPR 2025: a counting head on the features of a fine-tuned SD1.5 UNet).
 
 * UNet: T2ICount fine-tunes the SD1.5 UNet, so its weights come from the T2ICount
   checkpoint (`unet.unet.diffusion_model.*`, LDM key names, which ComfyUI's own
   `UNetModel` uses). The configuration is read from the weights with ComfyUI's
   `detect_unet_config` plus SD1.5's 8 attention heads. It runs at t = 0 through
-  ComfyUI's blocks (`forward_timestep_embed`), and the outputs of output blocks 1, 4,
-  7 and 11 are returned (the authors' feature taps) instead of the noise prediction.
+  `UNetModel.forward`, and the outputs of output blocks 1, 4, 7 and 11 (the authors'
+  feature taps), caught by forward hooks on each block's last layer, are returned
+  instead of the noise prediction.
 * VAE encoder: the user's SD1.5 VAE (frozen in T2ICount). `first_stage_model.encode`
   gives the posterior mean (ComfyUI's regulariser takes the mode), differentiably;
   `VAE.encode` is not used (it runs without gradients). No latent scaling: T2ICount
@@ -22,18 +23,14 @@ from pathlib import Path
 
 import torch
 
-import comfy.model_detection
-import comfy.model_management as model_management
-import comfy.ops
-
 from ..rewards.quantity import T2ICOUNT_SOURCE
 from ..rewards.t2icount import TAPPED_OUTPUT_BLOCKS, CountHead, T2ICountReward, phrase_token_mask, \
     read_t2icount_checkpoint
 from ..rewards.targets import CountTarget
-from .host_bridge import HostInputError, host_symbol, make_gradient_ready
-
-# ComfyUI's SD1.5 UNet pieces, looked up when used, so a ComfyUI without them still loads the pack
-_OPENAIMODEL = "comfy.ldm.modules.diffusionmodules.openaimodel"
+from .checks import HostInputError
+from .compat import host_symbol
+from .gradients import make_gradient_ready
+from .memory import ensure_loaded
 
 LOG = logging.getLogger("psi_sampler")
 
@@ -66,31 +63,21 @@ class T2ICountUNet(torch.nn.Module):
         x = latents.to(param.device, param.dtype)
         context = context.to(param.device, param.dtype)
         steps = torch.zeros(x.shape[0], device=x.device)
-        forward_timestep_embed = host_symbol(f"{_OPENAIMODEL}.forward_timestep_embed")
-        timestep_embedding = host_symbol("comfy.ldm.modules.diffusionmodules.util.timestep_embedding")
-        emb = unet.time_embed(timestep_embedding(steps, unet.model_channels, repeat_only=False).to(x.dtype))
-        options = {"original_shape": list(x.shape), "transformer_index": 0}
-        h, skips = x, []
-        for i, block in enumerate(unet.input_blocks):
-            options["block"] = ("input", i)
-            h = forward_timestep_embed(block, h, emb, context, options)
-            skips.append(h)
-        options["block"] = ("middle", 0)
-        h = forward_timestep_embed(unet.middle_block, h, emb, context, options)
-        taps = []
-        for i, block in enumerate(unet.output_blocks):
-            options["block"] = ("output", i)
-            h = torch.cat([h, skips.pop()], dim=1)
-            h = forward_timestep_embed(block, h, emb, context, options, skips[-1].shape if skips else None)
-            if i in TAPPED_OUTPUT_BLOCKS:
-                taps.append(h)
-        taps.append(h)
-        return taps[::-1]
+        tapped = (*TAPPED_OUTPUT_BLOCKS, len(unet.output_blocks) - 1)
+        taps: dict[int, torch.Tensor] = {}
+        hooks = [unet.output_blocks[i][-1].register_forward_hook(
+            lambda _module, _args, out, i=i: taps.__setitem__(i, out)) for i in tapped]
+        try:
+            unet(x, timesteps=steps, context=context, transformer_options={})
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return [taps[i] for i in reversed(tapped)]
 
 
 def build_unet(state: dict[str, torch.Tensor], path: Path) -> T2ICountUNet:
     """ComfyUI's UNetModel with the checkpoint's UNet weights (strict), frozen, float32, CPU."""
-    config = comfy.model_detection.detect_unet_config(state, "")
+    config = host_symbol("comfy.model_detection.detect_unet_config")(state, "")
     problem = None
     if config is None or not config.get("use_spatial_transformer"):
         problem = "its UNet weights are not an SD1.5-style UNet"
@@ -102,8 +89,8 @@ def build_unet(state: dict[str, torch.Tensor], path: Path) -> T2ICountUNet:
     if problem:
         raise HostInputError(T2ICOUNT_SOURCE.message(problem, path))
     config = {**config, **SD15_ATTENTION, "dtype": torch.float32}
-    unet = host_symbol(f"{_OPENAIMODEL}.UNetModel")(**config, device="cpu",
-                                                    operations=comfy.ops.disable_weight_init)
+    unet = host_symbol("comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel")(
+        **config, device="cpu", operations=host_symbol("comfy.ops.disable_weight_init"))
     missing, unexpected = unet.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise HostInputError(T2ICOUNT_SOURCE.message(
@@ -153,10 +140,7 @@ class VaeMeanEncoder:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         vae = self.vae
         with torch.inference_mode(False):
-            # called on every look-ahead micro-batch: asking ComfyUI to load a loaded model
-            # re-runs its memory freeing (which may unload the diffusion model mid-pass)
-            if vae.patcher not in model_management.loaded_models():
-                model_management.load_models_gpu([vae.patcher])
+            ensure_loaded(vae.patcher)  # on every look-ahead micro-batch: must not unload the diffusion model
             if torch.is_grad_enabled() and images.requires_grad:
                 for part in (vae.first_stage_model.encoder, getattr(vae.first_stage_model, "quant_conv", None)):
                     if part is not None:
