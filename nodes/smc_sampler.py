@@ -11,8 +11,10 @@ from comfy_api.latest import io
 
 from ..psi_core.rng import randn
 from . import host_bridge
-from .options import (check_positive_int, conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
-                      smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
+from ..comfy_host import taesd
+from .options import (check_lookahead_decoder, check_positive_int, conditioning_inputs, lookahead_decoder_input,
+                      reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
+                      trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .progress import sampler_callback
 from .runs import RunOutcome, smc_function
@@ -60,6 +62,7 @@ class PsiSMCSampler(io.ComfyNode):
                 *smc_inputs(),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                lookahead_decoder_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="latent",
@@ -71,7 +74,8 @@ class PsiSMCSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0):
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                        lookahead_decoder="vae"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
                   guidance_clip)
 
@@ -79,18 +83,21 @@ class PsiSMCSampler(io.ComfyNode):
             smc_config(*values)
             check_positive_int("particles", particles)
             check_positive_int("grad_batch_size", grad_batch_size)
+            check_lookahead_decoder(lookahead_decoder)
 
         return validation_result(check, *values, particles, grad_batch_size)
 
     @classmethod
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
                 particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
-                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0) -> io.NodeOutput:
+                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                lookahead_decoder="vae") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         check_positive_int("grad_batch_size", grad_batch_size)
         samples = host_bridge.prepare_latent(model, latent_image)
         host_bridge.check_vae(vae, model)
+        taesd.check_for_model(lookahead_decoder, model)
         host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
@@ -102,7 +109,8 @@ class PsiSMCSampler(io.ComfyNode):
         noise = carried.eps.clone() if carried is not None else randn((k, *samples.shape[1:]), generator)
         latent = samples.expand(k, *samples.shape[1:]).contiguous() if samples.shape[0] == 1 else samples
         outcome = RunOutcome()
-        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps)
+        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps,
+                                lookahead_decoder)
         guider = host_bridge.cfg_guider(model, positive, negative, cfg)
         callback = sampler_callback(model, steps)
         result = host_bridge.sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)

@@ -96,7 +96,7 @@ class InitialParticles:
 
     noise: [K, ...] the standard noise ε of each particle
     x: [K, ...] the starting states x_0(ε) = scale·ε + offset
-    evaluation: look-ahead at x (None where none was made: prior)
+    evaluation: look-ahead at x (None where none was made: prior); made by the look-ahead the SMC uses
     alpha_mcmc: temperature of the tilt the particles follow (None: untilted)
     tilt_reward: [K] the r̂ the chains targeted, kept where `evaluation` was dropped (another
         model, reward or decoder evaluates the SMC's first twist): the initial weights then
