@@ -210,6 +210,7 @@ def test_taesd_without_any_decoder_is_refused_when_the_prompt_is_queued(server):
         for error in reply["node_errors"].values():
             refused_types.add(error["class_type"])
             text = json.dumps(error["errors"])
-            for part in ("lookahead_decoder", "taesd_decoder", "taef1_decoder", "vae_approx", "set lookahead_decoder to vae"):
+            for part in ("lookahead_decoder", "taesd_decoder", "taef1_decoder", "vae_approx",
+                         "set lookahead_decoder to vae"):
                 assert part in text, text
     assert {"PsiInitialSampler", "PsiSMCSampler"} <= refused_types, replies
