@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -124,6 +124,8 @@ class SamplerBridge:
         self.clone_saved = self.model_class in INPLACE_MODEL_CLASSES
         self.retried = False  # set when a gradient pass had to be repeated with cloning
         self.last_evaluation: Evaluation | None = None
+        # an approximate look-ahead decoder (comfy_host.taesd); None: the VAE decodes every look-ahead
+        self.lookahead_decoder: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.converted = 0
         self._reward_home: torch.device | None = None  # where place_reward found the reward's weights
 
@@ -238,9 +240,19 @@ class SamplerBridge:
         images = self.decode(x0).to(self.device)
         return self.reward(images)
 
+    def approximate_reward(self, x0: torch.Tensor) -> torch.Tensor:
+        """x̂0 [B, C, h, w] -> r̂ [B] through the approximate look-ahead decoder (not the VAE)."""
+        return self.reward(self.lookahead_decoder(x0).to(self.device))
+
     def lookahead(self, counter: NFECounter | None = None) -> _RetryingLookahead:
-        inner = Lookahead(self.denoise, self.latent_reward, self.grad_batch_size, self.forward_batch_size,
-                          counter=counter, before_batch=check_interrupt)
+        """The core look-ahead: through the VAE, or through `lookahead_decoder` with the VAE's
+        exact reward kept for the final particles (the SMC's final weight corrects to it)."""
+        if self.lookahead_decoder is None:
+            reward, final = self.latent_reward, None
+        else:
+            reward, final = self.approximate_reward, self.latent_reward
+        inner = Lookahead(self.denoise, reward, self.grad_batch_size, self.forward_batch_size,
+                          counter=counter, before_batch=check_interrupt, final_reward=final)
         return _RetryingLookahead(self, inner)
 
     def start(self, sigmas: torch.Tensor) -> StartMap:

@@ -11,14 +11,15 @@ import torch
 
 from comfy_api.latest import io
 
+from ..comfy_host import taesd
 from ..comfy_host.checks import HostInputError, check_reward, check_vae, prepare_latent
 from ..comfy_host.memory import intermediate_device
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core import INITIAL_METHODS, InitialConfig
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
-from .options import (conditioning_inputs, grad_batch_input, reward_inputs, schedule_inputs,
-                      seed_input, validation_result)
+from .options import (check_lookahead_decoder, conditioning_inputs, grad_batch_input,
+                      lookahead_decoder_input, reward_inputs, schedule_inputs, seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
 from .runs import GUIDED_METHODS, RunOutcome, initial_function
 from .types import PsiTrace
@@ -81,6 +82,7 @@ class PsiInitialSampler(io.ComfyNode):
                 io.Sigmas.Input("sigmas", optional=True,
                                 tooltip="Optional schedule (e.g. from BasicScheduler) to take the starting sigma "
                                         "from instead of steps/scheduler/denoise; use the same SIGMAS downstream."),
+                lookahead_decoder_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="particles",
@@ -94,20 +96,21 @@ class PsiInitialSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
-                        adapt_step_size, topk_candidates, grad_batch_size):
+                        adapt_step_size, topk_candidates, grad_batch_size, lookahead_decoder="vae"):
         values = (method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                   adapt_step_size, topk_candidates)
 
         def check():
             initial_config(*values)
             integer_at_least("grad_batch_size", grad_batch_size, 1)
+            check_lookahead_decoder(lookahead_decoder)
 
         return validation_result(check, *values, grad_batch_size)
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, vae, reward, latent_image, seed, steps, scheduler, denoise,
                 method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_batch_size,
-                grad_clip, adapt_step_size, topk_candidates, sigmas=None) -> io.NodeOutput:
+                grad_clip, adapt_step_size, topk_candidates, sigmas=None, lookahead_decoder="vae") -> io.NodeOutput:
         config = initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                                 adapt_step_size, topk_candidates)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
@@ -117,6 +120,7 @@ class PsiInitialSampler(io.ComfyNode):
                 f"the Ψ initial sampler draws K particles for one latent image; got a batch of {samples.shape[0]} "
                 "(use batch size 1 and set particles instead)")
         check_vae(vae, model)
+        taesd.check_for_model(lookahead_decoder, model)
         check_reward(reward, method in GUIDED_METHODS, f"the {method} initial method")
         if sigmas is None:
             sigmas = schedule(model, scheduler, steps, denoise)
@@ -128,7 +132,8 @@ class PsiInitialSampler(io.ComfyNode):
         guider = cfg_guider(model, positive, negative, cfg)
         noise = torch.zeros_like(samples)  # one state for ComfyUI's loop; the MCMC draws its own
         sample_with(guider, noise, samples, sigmas,
-                                initial_function(config, grad_batch_size, vae, reward, generator, outcome), seed)
+                                initial_function(config, grad_batch_size, vae, reward, generator, outcome,
+                                                 lookahead_decoder), seed)
         found = outcome.particles
         out = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", "noise_mask", PSI_KEY)}
         out["samples"] = samples.repeat(found.num_particles, 1, 1, 1).to(intermediate_device())

@@ -7,6 +7,7 @@ from typing import Callable
 
 from comfy_api.latest import io
 
+from ..comfy_host import taesd
 from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
 from ..comfy_host.sampling import scheduler_names
 from .types import PsiReward
@@ -98,6 +99,23 @@ def smc_control_inputs() -> list[io.Input]:
                                "over the latent), so the guided proposal cannot overshoot and diverge; the "
                                "weights stay exact. 0 turns the cap off."),
     ]
+
+
+def lookahead_decoder_input() -> io.Input:
+    """The look-ahead decoder option (appended last, so saved workflows keep their widget values)."""
+    return io.Combo.Input(
+        "lookahead_decoder", options=list(taesd.LOOKAHEAD_DECODERS), default="vae", optional=True,
+        tooltip="Decoder of the intermediate look-ahead images the reward scores. vae: the model's VAE (exact, the "
+                "slowest and most memory-hungry part of a gradient pass). taesd: ComfyUI's Tiny AutoEncoder from "
+                "models/vae_approx (taesd, taesdxl, taesd3 or taef1, matched to the model): a fraction of the VAE's "
+                "time and memory, but its images only approximate the VAE's, so guidance and weights are noisier. "
+                "The final particles are always decoded and scored with the VAE, so the target is the same.")
+
+
+def check_lookahead_decoder(value) -> None:
+    """Queue-time check of the option (the model is not known yet: see comfy_host.taesd)."""
+    if value is not None:
+        taesd.check_available(value)
 
 
 def trace_steps_input() -> io.Input:

@@ -92,11 +92,13 @@ class PsiParticles:
         """Core InitialParticles on `device` (fresh copies: cached node outputs are never
         mutated). The cached evaluation is dropped when `source` differs (it would
         belong to another model, conditioning, VAE or reward)."""
-        evaluation = None
+        evaluation, tilt_reward = None, None
         if self.evaluation is not None and source == self.source:
             ev = self.evaluation
             grad = None if ev.grad is None else ev.grad.to(device).clone()
             evaluation = Evaluation(ev.x0_hat.to(device).clone(), ev.reward.clone(), grad)
+        elif self.evaluation is not None:
+            tilt_reward = self.evaluation.reward.clone()  # what the chains targeted: the weights correct it
         return InitialParticles(method=self.method, noise=self.eps.to(device).clone(), x=self.x.to(device).clone(),
                                 sigma0=self.sigma0, evaluation=evaluation, alpha_mcmc=self.alpha_mcmc,
-                                trace=copy.deepcopy(self.trace))
+                                trace=copy.deepcopy(self.trace), tilt_reward=tilt_reward)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..comfy_host import taesd
 from ..comfy_host.checks import check_reward
 from ..comfy_host.events import show_text
 from ..comfy_host.progress import MCMCProgress, SMCProgress
@@ -39,22 +40,25 @@ class RunOutcome:
 
 
 def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, generator: torch.Generator,
-                     outcome: RunOutcome):
+                     outcome: RunOutcome, lookahead_decoder: str = "vae"):
     """Sampler function drawing the K initial particles at sigmas[0] into
-    `outcome.particles`; returns x unchanged (its node ignores the samples)."""
+    `outcome.particles`; returns x unchanged (its node ignores the samples).
+    lookahead_decoder: vae | taesd, the decoder of the chains' look-ahead (comfy_host.taesd)."""
     config = config.validated()
+    taesd.check_option(lookahead_decoder)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         if config.method in GUIDED_METHODS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+            _use_decoder(bridge, lookahead_decoder)
             bridge.prepare(tuple(x.shape))
             look = bridge.lookahead()
             progress = MCMCProgress(bridge.patcher, config.mcmc_steps, bridge, look.counter)
             initial = draw_initial(config, look, bridge.start(sigmas), tuple(x.shape[1:]),
                                    float(sigmas[0]), generator, bridge.device, on_iteration=progress)
             initial.trace.latent_format = bridge.latent_format_name
-            source = evaluation_source(bridge.guider, vae, reward)
+            source = (*evaluation_source(bridge.guider, vae, reward), lookahead_decoder)
             outcome.particles = PsiParticles.from_initial(initial, bridge.family, source)
         show_text(initial_summary(config.method, config.num_particles, initial.trace))
         return x
@@ -84,24 +88,34 @@ def smc_summary(trace: Trace) -> str:
     return text
 
 
+def _use_decoder(bridge: SamplerBridge, lookahead_decoder: str) -> None:
+    """Give the bridge its look-ahead decoder (TAESD of the model's latent format, or the VAE);
+    refused with the option's name before any look-ahead is evaluated."""
+    bridge.lookahead_decoder = taesd.lookahead_decoder(lookahead_decoder, bridge.base.latent_format, bridge.device)
+
+
 def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: RunOutcome,
                  particles: PsiParticles | None = None, generator: torch.Generator | None = None,
-                 trace_steps: int = 0):
+                 trace_steps: int = 0, lookahead_decoder: str = "vae"):
     """Sampler function running the SMC from the K states in x (or from `particles`,
     the Ψ initial particles those states were made from); returns the output latents.
 
     generator: the node's "smc" stream; None derives it from the sampling seed
     (SamplerCustomAdvanced passes the NOISE's seed).
     trace_steps: how many steps (evenly spaced, the last included) keep their
-    predicted latents in the trace for the visualizer."""
+    predicted latents in the trace for the visualizer.
+    lookahead_decoder: vae | taesd, the decoder of the intermediate look-aheads (comfy_host.taesd);
+    the final particles are always scored through the VAE."""
     config = config.validated()
+    taesd.check_option(lookahead_decoder)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         check_reward(reward, needs_gradient=config.guided, purpose="guided SMC (guidance > 0)")
         gen = generator or stage_generator(int((extra_args or {}).get("seed") or 0), "smc")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+            _use_decoder(bridge, lookahead_decoder)
             bridge.prepare(tuple(x.shape))
-            source = evaluation_source(bridge.guider, vae, reward)
+            source = (*evaluation_source(bridge.guider, vae, reward), lookahead_decoder)
             initial = _starting_particles(bridge, x, sigmas, particles, source)
             look = bridge.lookahead()
             progress = SMCProgress(callback, sigmas, look.counter)
@@ -142,6 +156,6 @@ def _starting_particles(bridge: SamplerBridge, x: torch.Tensor, sigmas: torch.Te
             "particles): connect the Ψ Initial Sampler's NOISE to SamplerCustomAdvanced as well as to this "
             "sampler's initial_noise, with the same latent")
     if initial.evaluation is None and particles.evaluation is not None:
-        LOG.warning("psi: the Ψ particles were scored with another model, conditioning, VAE or reward; "
-                    "scoring them again (their tilt may not match this reward)")
+        LOG.warning("psi: the Ψ particles were scored with another model, conditioning, VAE, reward or look-ahead "
+                    "decoder; scoring them again (their initial weights correct the chains' tilt to this look-ahead)")
     return initial

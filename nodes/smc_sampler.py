@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_host import taesd
 from ..comfy_host.checks import HostInputError, check_reward, check_vae, family_of, prepare_latent
 from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
-from .options import (conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
-                      smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
+from .options import (check_lookahead_decoder, conditioning_inputs, lookahead_decoder_input,
+                      reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
+                      trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .runs import RunOutcome, smc_function
 from .types import PsiTrace
@@ -62,6 +64,7 @@ class PsiSMCSampler(io.ComfyNode):
                 *smc_inputs(),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                lookahead_decoder_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="latent",
@@ -73,7 +76,8 @@ class PsiSMCSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0):
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                        lookahead_decoder="vae"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
                   guidance_clip)
 
@@ -81,18 +85,21 @@ class PsiSMCSampler(io.ComfyNode):
             smc_config(*values)
             integer_at_least("particles", particles, 1)
             integer_at_least("grad_batch_size", grad_batch_size, 1)
+            check_lookahead_decoder(lookahead_decoder)
 
         return validation_result(check, *values, particles, grad_batch_size)
 
     @classmethod
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
                 particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
-                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0) -> io.NodeOutput:
+                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                lookahead_decoder="vae") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
         samples = prepare_latent(model, latent_image)
         check_vae(vae, model)
+        taesd.check_for_model(lookahead_decoder, model)
         check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
@@ -104,7 +111,8 @@ class PsiSMCSampler(io.ComfyNode):
         noise = carried.eps.clone() if carried is not None else randn((k, *samples.shape[1:]), generator)
         latent = samples.expand(k, *samples.shape[1:]).contiguous() if samples.shape[0] == 1 else samples
         outcome = RunOutcome()
-        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps)
+        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps,
+                                lookahead_decoder)
         guider = cfg_guider(model, positive, negative, cfg)
         callback = sampler_callback(model, steps)
         result = sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)

@@ -14,8 +14,8 @@ from ..comfy_host.checks import HostInputError, check_reward
 from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
-from .options import (reward_inputs, smc_config, smc_control_inputs, smc_inputs,
-                      trace_steps_input, validation_result)
+from .options import (check_lookahead_decoder, lookahead_decoder_input, reward_inputs,
+                      smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
 
@@ -38,6 +38,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                                        "empty for prior-initialised SMC."),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                lookahead_decoder_input(),
             ],
             outputs=[
                 io.Sampler.Output("sampler", display_name="sampler",
@@ -47,20 +48,22 @@ class PsiSMCSamplerCustom(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0):
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                        lookahead_decoder="vae"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
                   guidance_clip)
 
         def check():
             smc_config(*values)
             integer_at_least("grad_batch_size", grad_batch_size, 1)
+            check_lookahead_decoder(lookahead_decoder)
 
         return validation_result(check, *values, grad_batch_size)
 
     @classmethod
     def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, initial_noise=None, trace_steps=6, tempering=True, tempering_ess=0.99,
-                guidance_clip=1.0) -> io.NodeOutput:
+                guidance_clip=1.0, lookahead_decoder="vae") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
@@ -72,5 +75,5 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                     "initial_noise must be the Ψ Initial Sampler's NOISE (leave it empty for other noise)")
             particles = initial_noise.particles
         function = smc_function(config, grad_batch_size, vae, reward, RunOutcome(), particles,
-                                trace_steps=trace_steps)
+                                trace_steps=trace_steps, lookahead_decoder=lookahead_decoder)
         return io.NodeOutput(make_sampler(function))

@@ -96,8 +96,11 @@ class InitialParticles:
 
     noise: [K, ...] the standard noise ε of each particle
     x: [K, ...] the starting states x_0(ε) = scale·ε + offset
-    evaluation: look-ahead at x (None where none was made: prior)
+    evaluation: look-ahead at x (None where none was made: prior); made by the look-ahead the SMC uses
     alpha_mcmc: temperature of the tilt the particles follow (None: untilted)
+    tilt_reward: [K] the r̂ the chains targeted, kept where `evaluation` was dropped (another
+        model, reward or decoder evaluates the SMC's first twist): the initial weights then
+        correct N·exp(r̂_tilt/α_mcmc) to the first twist exactly (None: evaluation.reward)
     """
 
     method: str
@@ -107,6 +110,7 @@ class InitialParticles:
     evaluation: Evaluation | None = None
     alpha_mcmc: float | None = None
     trace: Trace = field(default_factory=lambda: Trace(method="prior"))
+    tilt_reward: torch.Tensor | None = None
 
 
 def thinning_schedule(num_particles: int, num_chains: int, mcmc_steps: int, burn_in: int) -> list[tuple[int, int]]:

@@ -7,6 +7,13 @@ are independent batch elements, so ∇ of the batch sum gives every particle's o
 gradient; micro-batches of `grad_batch_size` bound the memory of the backward pass
 whatever the number of particles. Rewards are returned in float32; a NaN or ±inf
 reward marks that particle invalid (reward −inf, gradient 0).
+
+The look-ahead reward may be an approximation of the reward the target is defined by
+(Ψ-Sampler, arXiv 2506.01320, §3, defines the target by r of the real decode; a
+look-ahead may decode with a cheaper model, e.g. the Tiny AutoEncoder TAESD of
+madebyollin). Then `final_reward` is the exact r(x0) of clean latents: the SMC
+scores its final particles with it, so the twist potentials use r̂ and the target
+stays p0·exp(r/α) (see smc.py for the weights).
 """
 
 from __future__ import annotations
@@ -66,13 +73,16 @@ class Lookahead:
     grad_batch_size: particles per forward+backward pass (memory bound).
     forward_batch_size: particles per forward-only pass (defaults to grad_batch_size).
     counter: NFECounter updated with every particle evaluated.
+    final_reward: the exact reward r(x0[B, ...]) -> [B] of clean latents where `reward`
+        is an approximate look-ahead reward r̂ (None: `reward` is exact).
     """
 
     def __init__(self, denoiser: Denoiser, reward: LatentReward, grad_batch_size: int = 1,
                  forward_batch_size: int | None = None, counter: NFECounter | None = None,
-                 before_batch: Callable[[], None] | None = None):
+                 before_batch: Callable[[], None] | None = None, final_reward: LatentReward | None = None):
         self.denoiser = denoiser
         self.reward = reward
+        self.final_reward = final_reward
         self.grad_batch_size = validation.integer_at_least("grad_batch_size", grad_batch_size, 1)
         self.forward_batch_size = validation.integer_at_least(
             "forward_batch_size", forward_batch_size or grad_batch_size, 1)
@@ -84,6 +94,35 @@ class Lookahead:
         size = self.grad_batch_size if need_grad else self.forward_batch_size
         parts = [self._evaluate(chunk, float(sigma), need_grad) for chunk in torch.split(x, size)]
         return Evaluation.concat(parts)
+
+    @property
+    def approximate(self) -> bool:
+        """Whether r̂ is an approximation whose final particles must be scored again with r."""
+        return self.final_reward is not None
+
+    def exact_reward(self, x0: torch.Tensor) -> torch.Tensor:
+        """r(x0) [K] float32 of clean latents x0 [K, ...] with the exact reward (forward only,
+        in forward micro-batches; −inf where not finite, counted as invalid)."""
+        if self.final_reward is None:
+            raise ValueError("this look-ahead has no separate final reward: its r̂ at σ = 0 is r itself")
+        parts = []
+        for chunk in torch.split(x0, self.forward_batch_size):
+            if self.before_batch is not None:
+                self.before_batch()
+            with torch.no_grad():
+                parts.append(self.final_reward(chunk).reshape(-1).float())
+        return self._mark_invalid(torch.cat(parts), None)[0]
+
+    def _mark_invalid(self, reward: torch.Tensor, grad: torch.Tensor | None):
+        valid = torch.isfinite(reward)
+        if bool(valid.all()):
+            return reward, grad
+        self.invalid_count += int((~valid).sum())
+        reward = torch.where(valid, reward, torch.full_like(reward, -math.inf))
+        if grad is not None:
+            mask = valid.reshape(-1, *([1] * (grad.ndim - 1)))
+            grad = torch.where(mask & torch.isfinite(grad), grad, torch.zeros_like(grad))
+        return reward, grad
 
     def _evaluate(self, x: torch.Tensor, sigma: float, need_grad: bool) -> Evaluation:
         if self.before_batch is not None:
@@ -103,13 +142,6 @@ class Lookahead:
                 x0_hat = self.denoiser(x, sigma_batch) if sigma > 0 else x
                 reward = self.reward(x0_hat).reshape(-1)
             grad = None
-        reward = reward.float()
-        valid = torch.isfinite(reward)
-        if not bool(valid.all()):
-            self.invalid_count += int((~valid).sum())
-            reward = torch.where(valid, reward, torch.full_like(reward, -math.inf))
-            if grad is not None:
-                mask = valid.reshape(-1, *([1] * (grad.ndim - 1)))
-                grad = torch.where(mask & torch.isfinite(grad), grad, torch.zeros_like(grad))
+        reward, grad = self._mark_invalid(reward.float(), grad)
         self.counter.add(x.shape[0], need_grad)
         return Evaluation(x0_hat=x0_hat, reward=reward, grad=grad)

@@ -24,10 +24,24 @@ in log λ), so it reaches 1 at the last σ > 0 without a final jump.
 
 One look-ahead evaluation per particle per step: r̂(x', σ') and its gradient are
 what the next step needs, so they are cached and index-selected on resampling.
-The last step (σ' = 0) is deterministic, x' = x̂0, and r(x') = r̂(x, σ) exactly, so
-its weight increment is (1 − λ)·r̂/α = 0 and the final reward is the cached
-look-ahead of the output itself. Gradient-free mode (FK-steering style) proposes
-from p_θ and weights by (tempered) reward differences, with forward passes only.
+Gradient-free mode (FK-steering style) proposes from p_θ and weights by (tempered)
+reward differences, with forward passes only.
+
+The last step (σ' = 0) is deterministic, x0 = x̂0(x, σ), and its target is the one
+the run is for, p_θ(x_{0:N})·exp(r(x0)/α), with r the exact reward. Its increment
+replaces the last twist by the exact reward (twisted SMC: Wu et al. 2023, TDS;
+Chopin & Papaspiliopoulos 2020, ch. 10):
+
+    log w += [r(x0) − λ·r̂(x, σ)]/α
+
+Summed over the steps every intermediate λ_t·r̂_t/α cancels (each is added by the
+step that reaches x_t and subtracted by the step that leaves it), so the final
+weights are γ_N/q for any twist r̂: an approximate look-ahead (a cheaper decoder,
+`Lookahead.final_reward`) changes the variance of the weights, never the target.
+With the exact look-ahead r̂(x, σ) = r(x̂0) and the increment is (1 − λ)·r̂/α, zero
+at λ = 1; with an approximate one the final particles are scored again with r
+(forward only) and that is the final reward. The initial weights use the r̂ of the
+first twist (see `initial_log_weights`), so the sum telescopes from the start.
 
 Resampling happens at the start of a step when ESS < τ·K, so the initial weights
 (and every later one) are acted on before the particles move (Chopin &
@@ -137,13 +151,20 @@ class SMCResult:
 
 
 def initial_log_weights(reward: torch.Tensor, alpha: float, alpha_mcmc: float | None, mode: str,
-                        lam: float = 1.0) -> torch.Tensor:
-    """log w_0 (float64, [K]) for the first target exp(λ_0·r̂/α): r̂·(λ_0/α − 1/α_mcmc) for
-    particles from the α_mcmc tilt (zero when λ_0/α = 1/α_mcmc), λ_0·r̂/α for untilted
-    ones or in reference mode (which ignores the particles' tilt)."""
+                        lam: float = 1.0, tilt_reward: torch.Tensor | None = None) -> torch.Tensor:
+    """log w_0 (float64, [K]) for the first target N·exp(λ_0·r̂/α), r̂ = `reward` the first twist.
+
+    Particles from the α_mcmc tilt follow N·exp(r̂_tilt/α_mcmc), so log w_0 = λ_0·r̂/α −
+    r̂_tilt/α_mcmc; r̂_tilt is `tilt_reward`, the look-ahead the chains targeted, or r̂ itself
+    when the chains' evaluation is the first twist: r̂·(λ_0/α − 1/α_mcmc), zero when λ_0/α =
+    1/α_mcmc. Untilted particles, and reference mode (which ignores the particles' tilt),
+    get λ_0·r̂/α."""
     r = reward.detach().to("cpu", torch.float64)
-    factor = lam / alpha if (alpha_mcmc is None or mode == "reference") else lam / alpha - 1.0 / alpha_mcmc
-    return _scaled(r, factor)
+    if alpha_mcmc is None or mode == "reference":
+        return _scaled(r, lam / alpha)
+    if tilt_reward is None:
+        return _scaled(r, lam / alpha - 1.0 / alpha_mcmc)
+    return _scaled(r, lam / alpha) - _scaled(tilt_reward, 1.0 / alpha_mcmc)
 
 
 def _scaled(reward: torch.Tensor, factor: float) -> torch.Tensor:
@@ -218,7 +239,9 @@ def smc_init(initial: InitialParticles, lookahead: Lookahead, config: SMCConfig,
     if evaluation is None or (need_grad and evaluation.grad is None):
         evaluation = lookahead(initial.x, initial.sigma0, need_grad)
     lam = initial_lambda(evaluation.reward, config, initial.alpha_mcmc)
-    log_w = initial_log_weights(evaluation.reward, config.alpha, initial.alpha_mcmc, config.initial_weights, lam)
+    tilt = initial.tilt_reward if evaluation is not initial.evaluation else None
+    log_w = initial_log_weights(evaluation.reward, config.alpha, initial.alpha_mcmc, config.initial_weights, lam,
+                                tilt)
     return SMCState(x=initial.x, log_weights=LogWeights(log_w), evaluation=evaluation, lam=lam)
 
 
@@ -257,9 +280,10 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
     clipped = 0.0
     if sigma_next == 0:
         x_new = evaluation.x0_hat
-        new_eval = Evaluation(x0_hat=x_new, reward=evaluation.reward, grad=None)
-        # r(x') = r̂(x, σ): the increment [r(x') − λ·r̂(x, σ)]/α is (1 − λ)·r̂/α
-        increment = _scaled(evaluation.reward, (1.0 - lam) / config.alpha)
+        # the exact r(x0) replaces the last twist λ·r̂(x, σ); r(x0) = r̂(x, σ) for an exact look-ahead
+        final = lookahead.exact_reward(x_new) if lookahead.approximate else evaluation.reward
+        new_eval = Evaluation(x0_hat=x_new, reward=final, grad=None)
+        increment = _scaled(final, 1.0 / config.alpha) - _scaled(evaluation.reward, lam / config.alpha)
         lam_next = 1.0
     else:
         coeff = kernel_coefficients(config.kernel, family, sigma, sigma_next, config.eta)
@@ -300,6 +324,7 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
         ancestors=ancestors.cpu(), log_weights=torch.log(log_weights.normalized),
         reward=new_eval.reward.detach().cpu(), ess_after=log_weights.ess,
         x0_hat=new_eval.x0_hat.detach().cpu() if record_x0 else None, lam=lam_next, clipped=clipped,
+        replaced_reward=evaluation.reward.detach().cpu() if sigma_next == 0 and lookahead.approximate else None,
     )
     return SMCState(x=x_new, log_weights=log_weights, evaluation=new_eval, lam=lam_next), record
 

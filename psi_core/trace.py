@@ -38,6 +38,8 @@ class SMCRecord:
     x0_hat: torch.Tensor | None = None  # [K, ...] predicted clean latents at the new states
     lam: float = 1.0           # tempering λ of the target after this step (1 = untempered)
     clipped: float = 0.0       # fraction of particles whose guided shift was scaled down
+    replaced_reward: torch.Tensor | None = None  # [K] at σ' = 0 with an approximate look-ahead: the
+    #                            last twist r̂(x, σ) that the exact final reward replaced
 
 
 @dataclass
@@ -117,7 +119,7 @@ class Trace:
                 {"step": r.step, "sigma": r.sigma, "sigma_next": r.sigma_next, "ess": r.ess,
                  "ess_after": r.ess_after, "resampled": r.resampled, "ancestors": lst(r.ancestors),
                  "log_weights": lst(r.log_weights), "reward": lst(r.reward), "lambda": r.lam,
-                 "clipped": r.clipped}
+                 "clipped": r.clipped, "replaced_reward": lst(r.replaced_reward)}
                 for r in self.smc
             ],
         }

@@ -28,6 +28,7 @@ minimum ESS of prior-initialised guided SMC for every problem, family and α.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -233,12 +234,33 @@ class SMCRun:
     trace: object
 
 
-def smc_estimate(problem: ExactProblem, config: SMCConfig, num_particles: int, seed: int) -> SMCRun:
-    """Prior-initialised SMC (float32 states) on `problem` with `config`."""
-    lookahead = Lookahead(problem.denoiser, problem.reward, grad_batch_size=num_particles, counter=NFECounter())
+def perturbed_decode_reward(problem: ExactProblem, scale: float = 0.85, shift: float = 0.3) -> LinearReward:
+    """r̂(x0) = r(scale·x0 + shift·1): the reward of a mis-scaled, shifted "decode", a stand-in
+    for a cheap approximate decoder (TAESD) in the look-ahead. It is linear-Gaussian again,
+    A' = scale·A, b' = b − A·shift·1, so the law an SMC targets when it never corrects r̂ to r
+    is known in closed form too (`base_law(problem).tilt(r̂, α)`)."""
+    c = torch.full((problem.dim,), float(shift), dtype=torch.float64)
+    reward = problem.reward
+    return LinearReward(scale * reward.a, reward.b - reward.a @ c, reward.length_scale)
+
+
+def smc_estimate(problem: ExactProblem, config: SMCConfig, num_particles: int, seed: int,
+                 lookahead_reward=None, final_correction: bool = True,
+                 initial: InitialConfig | None = None) -> SMCRun:
+    """SMC (float32 states) on `problem` with `config`, prior-initialised unless `initial` says
+    otherwise (its num_particles is replaced by `num_particles`).
+
+    lookahead_reward: an approximate r̂(x0) for the twist potentials and the chains' tilt (None:
+    the exact r). With `final_correction` the final particles are scored with the exact r (the
+    target stays p·exp(r/α)); without it r̂ is taken as the reward (the target becomes p·exp(r̂/α))."""
+    twist = problem.reward if lookahead_reward is None else lookahead_reward
+    final = problem.reward if lookahead_reward is not None and final_correction else None
+    lookahead = Lookahead(problem.denoiser, twist, grad_batch_size=num_particles, counter=NFECounter(),
+                          final_reward=final)
     generator = make_generator(seed)
-    initial = draw_initial(InitialConfig(method="prior", num_particles=num_particles), lookahead, problem.start(),
-                           (problem.dim,), float(problem.sigmas[0]), generator)
+    start_config = dataclasses.replace(initial or InitialConfig(method="prior"), num_particles=num_particles)
+    initial = draw_initial(start_config, lookahead, problem.start(), (problem.dim,), float(problem.sigmas[0]),
+                           generator)
     result = run_smc(initial, problem.sigmas, lookahead, config, problem.family, generator)
     reward = problem.reward(result.particles.double())
     return SMCRun(float(result.weighted_mean(reward)), result.weighted_mean(result.particles.double()),
