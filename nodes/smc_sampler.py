@@ -12,7 +12,7 @@ from comfy_api.latest import io
 from ..psi_core.rng import randn
 from . import host_bridge
 from .options import (check_positive_int, conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
-                      smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
+                      kernel_input, smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .progress import sampler_callback
 from .runs import RunOutcome, smc_function
@@ -60,6 +60,7 @@ class PsiSMCSampler(io.ComfyNode):
                 *smc_inputs(),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                kernel_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="latent",
@@ -71,9 +72,9 @@ class PsiSMCSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0):
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
-                  guidance_clip)
+                  guidance_clip, kernel)
 
         def check():
             smc_config(*values)
@@ -85,9 +86,10 @@ class PsiSMCSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
                 particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
-                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0) -> io.NodeOutput:
+                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                kernel="ancestral") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
-                            tempering_ess, guidance_clip)
+                            tempering_ess, guidance_clip, kernel)
         check_positive_int("grad_batch_size", grad_batch_size)
         samples = host_bridge.prepare_latent(model, latent_image)
         host_bridge.check_vae(vae, model)

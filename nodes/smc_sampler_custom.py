@@ -12,7 +12,7 @@ from comfy_api.latest import io
 
 from . import host_bridge
 from .noise import PsiNoise
-from .options import (check_positive_int, reward_inputs, smc_config, smc_control_inputs, smc_inputs,
+from .options import (check_positive_int, kernel_input, reward_inputs, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
@@ -36,6 +36,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                                        "empty for prior-initialised SMC."),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                kernel_input(),
             ],
             outputs=[
                 io.Sampler.Output("sampler", display_name="sampler",
@@ -45,9 +46,9 @@ class PsiSMCSamplerCustom(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0):
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
-                  guidance_clip)
+                  guidance_clip, kernel)
 
         def check():
             smc_config(*values)
@@ -58,9 +59,9 @@ class PsiSMCSamplerCustom(io.ComfyNode):
     @classmethod
     def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, initial_noise=None, trace_steps=6, tempering=True, tempering_ess=0.99,
-                guidance_clip=1.0) -> io.NodeOutput:
+                guidance_clip=1.0, kernel="ancestral") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
-                            tempering_ess, guidance_clip)
+                            tempering_ess, guidance_clip, kernel)
         check_positive_int("grad_batch_size", grad_batch_size)
         host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         particles = None
