@@ -171,3 +171,31 @@ def test_model_with_an_op_without_backward_is_refused_and_gradient_free_still_ru
     digest = ui_items(entry, "psi_digest")["gradient_free"]
     assert digest["shape"] == latent_shape("no_backward", 1) and digest["finite"]
     assert ui_items(entry, "psi_trace")["gradient_free"]["nfe"]["nfe_grad"] == 0
+
+
+def test_kernel_option_reaches_the_smc_of_both_nodes(comfy):
+    """lcm ignores eta (its step re-noises the prediction), ancestral does not: with the same seed, lcm at
+    eta 1 and 0.5 give the same bits and ancestral another result, on the Ψ SMC Sampler and on its SAMPLER
+    twin under SamplerCustomAdvanced (prior particles, FLUX.1-schnell-like model)."""
+    family = "flux_schnell"
+    g = graphs.Graph()
+    b = graphs.base(g, family, 0, "tiny_net")
+    variants = {"ancestral": ("ancestral", 1.0), "lcm": ("lcm", 1.0), "lcm_eta": ("lcm", 0.5)}
+    for label, (kernel, eta) in variants.items():
+        smc = graphs.smc_node(g, family, b, b["latent"], 7, kernel=kernel, eta=eta)
+        g.add("PsiTestLatentDigest", latent=g.link(smc, 0), label=f"node_{label}")
+        guider = g.add("BasicGuider", model=b["model"], conditioning=b["positive"])
+        sampler = g.add("PsiSMCSamplerCustom", vae=b["vae"], reward=b["reward"],
+                        **{**graphs.SMC, "kernel": kernel, "eta": eta})
+        sigmas = g.add("BasicScheduler", model=b["model"], scheduler="simple", steps=graphs.SMC_STEPS, denoise=1.0)
+        latent = g.add("EmptyLatentImage", width=64, height=64, batch_size=graphs.PARTICLES)
+        advanced = g.add("SamplerCustomAdvanced", noise=g.link(g.add("RandomNoise", noise_seed=7)),
+                         guider=g.link(guider), sampler=g.link(sampler), sigmas=g.link(sigmas),
+                         latent_image=g.link(latent))
+        g.add("PsiTestLatentDigest", latent=g.link(advanced, 0), label=f"custom_{label}")
+    entry = comfy.run(g.nodes)
+    assert_success(entry, comfy)
+    digests = {label: item["sha256"] for label, item in ui_items(entry, "psi_digest").items()}
+    for node in ("node", "custom"):
+        assert digests[f"{node}_lcm"] == digests[f"{node}_lcm_eta"], node
+        assert digests[f"{node}_lcm"] != digests[f"{node}_ancestral"], node
