@@ -6,7 +6,9 @@ Prints one JSON line {family: figures}. For each fixture family this host has, t
 one of the family's comfy.supported_models class (what the sampler records in its trace); latents of
 that format's shape ([K, C, h, w], or [K, 16, 1, h, w] for Qwen-Image's Wan 2.1) are decoded by the
 visualizer from a trace naming the format and compared with ComfyUI's `VAE.decode(format.process_out(x0))`
-(first frame), and previewed and compared with the format's Latent2RGB factors applied by hand.
+(first frame), and previewed and compared with the format's Latent2RGB factors applied by hand and with
+ComfyUI's own Latent2RGB previewer for the format (what the samplers' progress previews show), given the
+first particle as the pack's callbacks pass it ([1, C, h, w] or [1, C, 1, h, w]).
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ def main() -> None:
     visualizer, trace_class, tiny = visualizer_and_fixtures(*sys.argv[1:3])
     import torch
 
+    import numpy
     import comfy.supported_models as supported
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    args.preview_method = LatentPreviewMethod.Latent2RGB
 
     result = {}
     for family in tiny.available_families():
@@ -41,7 +48,9 @@ def main() -> None:
         bias = getattr(recorded, "latent_rgb_factors_bias", None)
         by_hand = plain @ factors + (0.0 if bias is None else torch.tensor(bias, dtype=torch.float32))
         by_hand = ((by_hand + 1.0) / 2.0).clamp(0.0, 1.0)
-        result[family] = {"format": name, "chosen": type(chosen).__name__, "latent_shape": list(x0.shape),
+        previewer = latent_preview.get_previewer("cpu", recorded)
+        comfyui_preview = torch.from_numpy(numpy.array(previewer.decode_latent_to_preview(x0[:1]))).float() / 255.0
+        result[family] = {"comfyui_preview_vs_ours": float((comfyui_preview - preview[0]).abs().max()),"format": name, "chosen": type(chosen).__name__, "latent_shape": list(x0.shape),
                           "decoded_shape": list(decoded.shape), "preview_shape": list(preview.shape),
                           "decode_vs_comfyui": float((decoded - expected).abs().max()),
                           "preview_vs_factors": float((preview - by_hand).abs().max())}

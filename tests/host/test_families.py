@@ -14,7 +14,8 @@ supported_models.ZImage) and Qwen-Image (5-D Wan 2.1 latents [B, 16, 1, H, W]). 
 - Ψ initial sampler (pCNL) → Ψ SMC sampler → VAE Decode → Save Image through the real executor (the
   distilled FLUX.1-schnell and Z-Image with the lcm kernel), twice in one prompt with the same seed:
   bitwise-identical latents; the trace records the family's latent format;
-- the visualizer decodes and previews latents of the family's format as ComfyUI does (one probe).
+- the visualizer decodes and previews latents of the family's format as ComfyUI does, and ComfyUI's
+  own progress previewer takes the latents as the samplers hand them (one probe).
 
 A model with an op that has no backward is refused at its first gradient pass, naming the model class
 and the op; gradient-free SMC with Top-K initial particles still runs it.
@@ -40,6 +41,8 @@ FD_REL_STEP = 3e-3
 
 #: the visualizer's decode is ComfyUI's computation on the same inputs (float32 round-off at most)
 SAME = 1e-5
+#: ComfyUI's previews are 8-bit images (values truncated to multiples of 1/255)
+UINT8_STEP = 1.0 / 255.0
 
 
 def latent_shape(family: str, batch: int) -> list[int]:
@@ -145,6 +148,7 @@ def test_visualizer_decodes_and_previews_with_the_family_latent_format(formats, 
     assert figures["decoded_shape"] == [2, 32, 32, 3] and figures["preview_shape"] == [2, 4, 4, 3]
     assert figures["decode_vs_comfyui"] <= SAME, figures
     assert figures["preview_vs_factors"] <= SAME, figures
+    assert figures["comfyui_preview_vs_ours"] <= UINT8_STEP + SAME, figures
 
 
 def test_model_with_an_op_without_backward_is_refused_and_gradient_free_still_runs(comfy):
