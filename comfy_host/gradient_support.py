@@ -39,7 +39,7 @@ def op_without_backward(err: BaseException) -> str | None:
     return None
 
 
-def refusal_message(model_class: str, vae_class: str, op: str) -> str:
-    """Why the reward gradient is refused for this model (and VAE), and what to use instead."""
-    return (f"the model {model_class} (VAE {vae_class}) reaches the op {op}, which has no backward (no autograd "
-            f"formula), on the path of the reward gradient; {WHAT_STILL_WORKS}")
+def refusal_message(model_class: str, vae_class: str, reward_name: str, op: str) -> str:
+    """Why the reward gradient is refused (the path: model, VAE, reward), and what to use instead."""
+    return (f"the reward gradient's path (model {model_class}, VAE {vae_class}, reward {reward_name}) reaches the "
+            f"op {op}, which has no backward (no autograd formula); {WHAT_STILL_WORKS}")

@@ -463,8 +463,10 @@ class _RetryingLookahead:
         except RuntimeError as err:
             op = gradient_support.op_without_backward(err) if need_grad else None
             if op is not None:
+                bridge = self._bridge
                 raise HostInputError(gradient_support.refusal_message(
-                    self._bridge.model_class.__name__, type(self._bridge.vae.first_stage_model).__name__, op)) from err
+                    bridge.model_class.__name__, type(bridge.vae.first_stage_model).__name__,
+                    getattr(bridge.reward, "name", type(bridge.reward).__name__), op)) from err
             if not (need_grad and _is_inplace_error(err)) or self._bridge.clone_saved:
                 raise
             LOG.info("psi: the model updates activations in place; cloning saved activations for gradients")

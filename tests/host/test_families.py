@@ -203,3 +203,19 @@ def test_kernel_option_reaches_the_smc_of_both_nodes(comfy):
     for node in ("node", "custom"):
         assert digests[f"{node}_lcm"] == digests[f"{node}_lcm_eta"], node
         assert digests[f"{node}_lcm"] != digests[f"{node}_ancestral"], node
+
+
+def test_a_latent_of_several_frames_is_refused_before_sampling(comfy, host_families):
+    """Qwen-Image takes 3-D latents; the reward scores one image per particle, so a latent of two frames
+    is refused with its shape named, before the initial sampler draws anything."""
+    need_family(host_families, "qwen_image")
+    prompt, ids = graphs.initial_smc("qwen_image", seed=2)
+    video = str(max(int(k) for k in prompt) + 1)
+    prompt[video] = {"class_type": "EmptyHunyuanLatentVideo",
+                     "inputs": {"width": 64, "height": 64, "length": 5, "batch_size": 1}}  # 2 latent frames
+    prompt[ids["initial"]]["inputs"]["latent_image"] = [video, 0]
+    driven = comfy.drive(prompt)
+    entry = comfy.history(driven["prompt_id"])
+    assert entry["status"]["status_str"] == "error"
+    assert "holds 2 frames (1, 16, 2, 8, 8)" in error_message(entry), error_message(entry)
+    assert not [e for e in driven["events"] if e["type"] == "psi.mcmc_step"]
