@@ -522,7 +522,7 @@ def read_me(g: Graph, texts: list[str]) -> list[Node]:
 
 START_TEXT = ("WHERE TO START (equal-NFE toy evidence, docs/benchmarks.md of the pack): the SMC's kernel follows "
               "the model: ancestral for ordinary models, lcm for step-distilled few-step models. On the exact-target "
-              "toy, prior-initialised SMC (initial method prior) matched or beat Ψ (pcnl) at equal evaluations with "
+              "toy, prior-initialised SMC (initial method prior) was ahead of Ψ (pcnl) at equal evaluations with "
               "both kinds of model; pcnl, as here, reproduces the paper.")
 
 
