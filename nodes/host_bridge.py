@@ -182,7 +182,7 @@ def prepare_latent(model, latent: dict) -> torch.Tensor:
             f"{tuple(samples.shape)} for a {type(latent_format).__name__} model")
     if dims == 3 and samples.shape[2] != 1:
         raise HostInputError(
-            f"the latent holds {samples.shape[2]} frames ({tuple(samples.shape)}); the reward scores one image "
+            f"the latent holds {samples.shape[2]} frames, shape {tuple(samples.shape)}; the reward scores one image "
             "per particle, so the Ψ samplers take one frame: use a latent of length 1")
     if samples.shape[1] != latent_format.latent_channels:
         raise HostInputError(

@@ -217,5 +217,5 @@ def test_a_latent_of_several_frames_is_refused_before_sampling(comfy, host_famil
     driven = comfy.drive(prompt)
     entry = comfy.history(driven["prompt_id"])
     assert entry["status"]["status_str"] == "error"
-    assert "holds 2 frames (1, 16, 2, 8, 8)" in error_message(entry), error_message(entry)
+    assert "holds 2 frames, shape (1, 16, 2, 8, 8)" in error_message(entry), error_message(entry)
     assert not [e for e in driven["events"] if e["type"] == "psi.mcmc_step"]
