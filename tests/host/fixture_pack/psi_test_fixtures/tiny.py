@@ -131,7 +131,9 @@ def chroma_config() -> dict:
 
 
 def init_weights_(module: torch.nn.Module, generator: torch.Generator, std: float = WEIGHT_STD) -> None:
-    """Norm scales 1, biases 0, other weights N(0, std²)."""
+    """Norm scales 1, biases 0, other weights N(0, std²); floating-point buffers N(0, std²) too: ComfyUI
+    allocates those a checkpoint fills (SD3's MMDiT `pos_embed`) with torch.empty, whose contents would
+    differ from run to run (and may not be finite)."""
     with torch.no_grad():
         for name, p in module.named_parameters():
             if p.ndim == 1 and ("norm" in name or name.endswith(".scale")) and not name.endswith("bias"):
@@ -140,6 +142,9 @@ def init_weights_(module: torch.nn.Module, generator: torch.Generator, std: floa
                 p.zero_()
             else:
                 p.copy_(torch.randn(p.shape, generator=generator) * std)
+        for b in module.buffers():
+            if b.is_floating_point():
+                b.copy_(torch.randn(b.shape, generator=generator) * std)
 
 
 def vae_config(latent_channels: int) -> dict:
