@@ -37,24 +37,31 @@ def family_of(model) -> str:
 
 
 def prepare_latent(model, latent: dict) -> torch.Tensor:
-    """The LATENT's samples [B, C, H, W] made to fit the model (empty latents get the
-    model's channel count), or a clear error."""
+    """The LATENT's samples [B, C, *spatial] made to fit the model (empty latents get the
+    model's channel count and, for 3-D latent formats such as Qwen-Image's Wan 2.1 latents,
+    the frame axis: [B, C, 1, H, W]), or a clear error. Latents of 3-D formats must hold one
+    frame: the reward scores one image per particle."""
     if not isinstance(latent, dict) or "samples" not in latent:
         raise HostInputError("latent_image must be a LATENT (a dict with 'samples')")
     if latent.get("noise_mask") is not None:
         raise HostInputError(MASK_MESSAGE)
     samples = host_symbol("comfy.sample.fix_empty_latent_channels")(model, latent["samples"])
     latent_format = model.get_model_object("latent_format")
-    if getattr(latent_format, "latent_dimensions", 2) != 2 or samples.ndim != 4:
+    dims = getattr(latent_format, "latent_dimensions", 2)
+    if dims not in (2, 3) or samples.ndim != 2 + dims:
         raise HostInputError(
-            f"the Ψ samplers work on image latents [B, C, H, W]; got shape {tuple(samples.shape)} for a "
-            f"{type(latent_format).__name__} model")
+            f"the Ψ samplers work on image latents [B, C, H, W] (or one frame [B, C, 1, H, W]); got shape "
+            f"{tuple(samples.shape)} for a {type(latent_format).__name__} model")
+    if dims == 3 and samples.shape[2] != 1:
+        raise HostInputError(
+            f"the latent holds {samples.shape[2]} frames, shape {tuple(samples.shape)}; the reward scores one image "
+            "per particle, so the Ψ samplers take one frame: use a latent of length 1")
     if samples.shape[1] != latent_format.latent_channels:
         raise HostInputError(
             f"the latent has {samples.shape[1]} channels but this model works on "
             f"{latent_format.latent_channels}-channel latents ({type(latent_format).__name__}); encode the "
             "image with this model's VAE or start from an Empty Latent Image")
-    if min(samples.shape[2:]) < 2:
+    if min(samples.shape[-2:]) < 2:
         raise HostInputError(f"the latent is too small for the model: {tuple(samples.shape)}")
     return samples
 
@@ -66,8 +73,11 @@ def check_vae(vae, model) -> None:
                              "(this checkpoint has none; add a Load VAE node)")
     latent_format = (model.get_model_object("latent_format") if hasattr(model, "get_model_object")
                      else model.latent_format)
-    if getattr(vae, "latent_dim", 2) != 2:
-        raise HostInputError("the VAE is not an image VAE (it decodes video or audio latents)")
+    if getattr(vae, "latent_dim", 2) != getattr(latent_format, "latent_dimensions", 2):
+        raise HostInputError(
+            f"the VAE decodes {getattr(vae, 'latent_dim', 2)}-D latents but the model makes "
+            f"{getattr(latent_format, 'latent_dimensions', 2)}-D latents ({type(latent_format).__name__}): use the "
+            "VAE that belongs to this model")
     if vae.latent_channels != latent_format.latent_channels:
         raise HostInputError(
             f"the VAE decodes {vae.latent_channels}-channel latents but the model makes "

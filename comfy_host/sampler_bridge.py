@@ -40,7 +40,9 @@ from ..psi_core import Evaluation, Lookahead, NFECounter, StartMap, start_map
 from .checks import MASK_MESSAGE, HostInputError, check_reward, check_vae, model_family
 from .compat import host_symbol
 from .dynamic_vram import gradient_patcher
+from . import gradient_support
 from .gradients import make_gradient_ready, training_switch
+from .latent_tensors import make_latent_format_gradient_ready
 from .memory import empty_cache, load_models, place_reward, return_reward
 from .progress import check_interrupt
 from .saved_activations import INPLACE_MODEL_CLASSES, builds_on_inplace_blocks, clone_saved_activations, \
@@ -68,6 +70,12 @@ class _RetryingLookahead:
         try:
             evaluation = self._evaluate(x, sigma, need_grad)
         except RuntimeError as err:
+            op = gradient_support.op_without_backward(err) if need_grad else None
+            if op is not None:
+                bridge = self._bridge
+                raise HostInputError(gradient_support.refusal_message(
+                    bridge.model_class.__name__, type(bridge.vae.first_stage_model).__name__,
+                    getattr(bridge.reward, "name", type(bridge.reward).__name__), op)) from err
             if not (need_grad and is_inplace_error(err)) or self._bridge.clone_saved:
                 raise
             LOG.info("psi: the model updates activations in place; cloning saved activations for gradients")
@@ -214,6 +222,7 @@ class SamplerBridge:
                     if isinstance(getattr(p, "model", None), torch.nn.Module)]
         modules += list(self.reward.modules()) if hasattr(self.reward, "modules") else []
         replaced = sum(make_gradient_ready(m) for m in modules)
+        replaced += make_latent_format_gradient_ready(self.base.latent_format)
         self.converted += replaced
         return replaced
 
@@ -228,11 +237,14 @@ class SamplerBridge:
         return self.model(x, sigma, **self.extra_args)
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
-        """x̂0 [B, C, h, w] (model space) -> images [B, 3, H, W] float32, (decoded + 1)/2, unclamped."""
+        """x̂0 [B, C, h, w] or [B, C, 1, h, w] (model space) -> images [B, 3, H, W] float32,
+        (decoded + 1)/2, unclamped (a 3-D VAE's [B, 3, 1, H, W] gives its one frame)."""
         latent = self.base.process_latent_out(x0)
         latent = latent.to(device=self.vae.device, dtype=self.vae.vae_dtype)
         vae_model = self.grad_vae_model if self.in_gradient_pass else self.vae.first_stage_model
         images = vae_model.decode(latent)
+        if images.ndim == 5:
+            images = images[:, :, 0]
         return (images.float() + 1.0) / 2.0
 
     def latent_reward(self, x0: torch.Tensor) -> torch.Tensor:

@@ -136,6 +136,7 @@ class PsiInitialSampler(io.ComfyNode):
                                                  lookahead_decoder), seed)
         found = outcome.particles
         out = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", "noise_mask", PSI_KEY)}
-        out["samples"] = samples.repeat(found.num_particles, 1, 1, 1).to(intermediate_device())
+        out["samples"] = samples.repeat(found.num_particles, *([1] * (samples.ndim - 1))).to(
+            intermediate_device())
         out[PSI_KEY] = found
         return io.NodeOutput(out, PsiNoise(found, seed), found.trace)

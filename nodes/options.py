@@ -8,8 +8,9 @@ from typing import Callable
 from comfy_api.latest import io
 
 from ..comfy_host import taesd
-from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
 from ..comfy_host.sampling import scheduler_names
+from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
+from ..psi_core.families import KERNELS
 from .types import PsiReward
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -101,6 +102,16 @@ def smc_control_inputs() -> list[io.Input]:
     ]
 
 
+def kernel_input() -> io.Input:
+    """The base kernel of the SMC's steps (appended last so saved workflows keep their widget values)."""
+    return io.Combo.Input(
+        "kernel", options=list(KERNELS), default="ancestral", optional=True,
+        tooltip="The model's own step that the SMC proposes from. ancestral (Euler ancestral, with eta): for "
+                "ordinary models (SD1.5, SDXL, SD3.5, FLUX.1-dev, Chroma, Qwen-Image). lcm (re-noise the "
+                "prediction to the next sigma, ComfyUI's lcm sampler; eta unused): for distilled few-step models "
+                "(FLUX.1-schnell, Z-Image-Turbo, SDXL-Turbo, LCM) at their few steps.")
+
+
 def lookahead_decoder_input() -> io.Input:
     """The look-ahead decoder option (appended last, so saved workflows keep their widget values)."""
     return io.Combo.Input(
@@ -126,11 +137,11 @@ def trace_steps_input() -> io.Input:
 
 def smc_config(alpha: float, ess_threshold: float, resampling: str, eta: float, guidance: float,
                gradient_free: bool, output: str, tempering: bool = True, tempering_ess: float = 0.99,
-               guidance_clip: float = 1.0) -> SMCConfig:
+               guidance_clip: float = 1.0, kernel: str = "ancestral") -> SMCConfig:
     """The validated core config (ValueError/TypeError with a message naming the input)."""
     return SMCConfig(alpha=alpha, ess_threshold=ess_threshold, resampling=resampling, eta=eta, guidance=guidance,
                      gradient_free=bool(gradient_free), output=output, tempering=bool(tempering),
-                     tempering_ess=tempering_ess, guidance_clip=guidance_clip).validated()
+                     tempering_ess=tempering_ess, guidance_clip=guidance_clip, kernel=kernel).validated()
 
 
 def validation_result(check: Callable[[], object], *values) -> bool | str:

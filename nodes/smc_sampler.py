@@ -15,7 +15,7 @@ from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
-from .options import (check_lookahead_decoder, conditioning_inputs, lookahead_decoder_input,
+from .options import (check_lookahead_decoder, conditioning_inputs, kernel_input, lookahead_decoder_input,
                       reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
@@ -64,6 +64,7 @@ class PsiSMCSampler(io.ComfyNode):
                 *smc_inputs(),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                kernel_input(),
                 lookahead_decoder_input(),
             ],
             outputs=[
@@ -76,10 +77,10 @@ class PsiSMCSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral",
                         lookahead_decoder="vae"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
-                  guidance_clip)
+                  guidance_clip, kernel)
 
         def check():
             smc_config(*values)
@@ -93,9 +94,9 @@ class PsiSMCSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
                 particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
-                lookahead_decoder="vae") -> io.NodeOutput:
+                kernel="ancestral", lookahead_decoder="vae") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
-                            tempering_ess, guidance_clip)
+                            tempering_ess, guidance_clip, kernel)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
         samples = prepare_latent(model, latent_image)
         check_vae(vae, model)

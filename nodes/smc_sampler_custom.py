@@ -14,7 +14,7 @@ from ..comfy_host.checks import HostInputError, check_reward
 from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
-from .options import (check_lookahead_decoder, lookahead_decoder_input, reward_inputs,
+from .options import (check_lookahead_decoder, kernel_input, lookahead_decoder_input, reward_inputs,
                       smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
@@ -38,6 +38,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                                        "empty for prior-initialised SMC."),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                kernel_input(),
                 lookahead_decoder_input(),
             ],
             outputs=[
@@ -48,10 +49,10 @@ class PsiSMCSamplerCustom(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral",
                         lookahead_decoder="vae"):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
-                  guidance_clip)
+                  guidance_clip, kernel)
 
         def check():
             smc_config(*values)
@@ -63,9 +64,9 @@ class PsiSMCSamplerCustom(io.ComfyNode):
     @classmethod
     def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, initial_noise=None, trace_steps=6, tempering=True, tempering_ess=0.99,
-                guidance_clip=1.0, lookahead_decoder="vae") -> io.NodeOutput:
+                guidance_clip=1.0, kernel="ancestral", lookahead_decoder="vae") -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
-                            tempering_ess, guidance_clip)
+                            tempering_ess, guidance_clip, kernel)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
         check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         particles = None

@@ -89,10 +89,10 @@ def latent_format_for(model, trace: Trace):
 
 
 def preview_rgb(latents: torch.Tensor, latent_format) -> torch.Tensor:
-    """Fast preview of model-space latents [K, C, h, w] -> [K, h, w, 3] in [0, 1]: the
-    latent format's linear RGB factors (as ComfyUI's Latent2RGB previewer); without
+    """Fast preview of model-space latents [K, C, h, w] (or one frame [K, C, 1, h, w]) -> [K, h, w, 3]
+    in [0, 1]: the latent format's linear RGB factors (as ComfyUI's Latent2RGB previewer); without
     factors, the first three channels (or the mean) scaled from [-1, 1]."""
-    x = latents.detach().to("cpu", torch.float32).movedim(1, -1)
+    x = first_frame(latents).detach().to("cpu", torch.float32).movedim(1, -1)
     factors = getattr(latent_format, "latent_rgb_factors", None)
     if factors is not None and len(factors) == x.shape[-1]:
         weight = torch.tensor(factors, dtype=torch.float32).transpose(0, 1)
@@ -105,8 +105,15 @@ def preview_rgb(latents: torch.Tensor, latent_format) -> torch.Tensor:
     return ((rgb + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
+def first_frame(latents: torch.Tensor) -> torch.Tensor:
+    """[K, C, h, w] as it is; [K, C, T, h, w] (3-D latent formats: Qwen-Image's Wan 2.1 latents) -> its first
+    frame [K, C, h, w]."""
+    return latents[:, :, 0] if latents.ndim == 5 else latents
+
+
 def vae_decode(latents: torch.Tensor, vae, latent_format) -> torch.Tensor:
-    """Model-space latents [K, C, h, w] -> images [K, H, W, 3] with `VAE.decode` (no gradients)."""
+    """Model-space latents [K, C, h, w] or [K, C, T, h, w] -> images [K, H, W, 3] with `VAE.decode`
+    (no gradients; the first frame of a 3-D VAE's output)."""
     samples = latents.detach().to("cpu", torch.float32)
     if latent_format is not None:
         samples = latent_format.process_out(samples)
@@ -122,9 +129,9 @@ def decoded_rows(trace: Trace, keys: list[int], vae, model, preview: bool) -> di
     out = {}
     for key in keys:
         x0 = latents[key]
-        if x0.ndim != 4:
+        if x0.ndim not in (4, 5):
             raise ValueError(f"the trace's latents at step {key} have shape {tuple(x0.shape)}; the visualizer "
-                             "draws image latents [K, C, H, W]")
+                             "draws image latents [K, C, H, W] or [K, C, T, H, W]")
         latent_format = latent_format_for(model, trace)
         if vae is not None and not preview:
             if latent_format is None:

@@ -10,25 +10,17 @@ format and for the format of the same channel count that a guess from the channe
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
-from probe_setup import import_host, load_package
+from probe_setup import visualizer_and_fixtures
 
 
 def main() -> None:
-    pack, fixtures = sys.argv[1:3]
-    import_host()
+    visualizer, trace_class, tiny = visualizer_and_fixtures(*sys.argv[1:3])
     import torch
 
     import comfy.latent_formats as formats
-
-    load_package("psi_sampler", pack)
-    visualizer = importlib.import_module("psi_sampler.nodes.visualizer_node")
-    trace_class = importlib.import_module("psi_sampler.psi_core.trace").Trace
-    load_package("psi_test_fixtures", fixtures)
-    tiny = importlib.import_module("psi_test_fixtures.tiny")
 
     generator = torch.Generator().manual_seed(0)
     result = {}

@@ -25,3 +25,13 @@ def load_package(name: str, folder: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def visualizer_and_fixtures(pack: str, fixtures: str):
+    """(the pack's visualizer_node module, its Trace class, the fixtures' tiny module), ComfyUI imported first."""
+    import_host()
+    load_package("psi_sampler", pack)
+    visualizer = importlib.import_module("psi_sampler.nodes.visualizer_node")
+    trace_class = importlib.import_module("psi_sampler.psi_core.trace").Trace
+    load_package("psi_test_fixtures", fixtures)
+    return visualizer, trace_class, importlib.import_module("psi_test_fixtures.tiny")

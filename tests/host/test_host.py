@@ -15,29 +15,15 @@ from __future__ import annotations
 import pytest
 
 import host_graphs as graphs
+from host_results import assert_success, error_message, outputs_of, ui_items
 
 PSI_NODES = ("PsiInitialSampler", "PsiSMCSampler", "PsiSMCSamplerCustom", "PsiImageStatsReward")
 FAMILIES = ("sd15", "flux")
 # central-difference step relative to |x|: the random-weight V-prediction UNet curves more
 # along its gradient at σ ≈ 1.6, where 3e-3 leaves a 4e-3 truncation error (1e-3 gives 4e-5)
 FD_REL_STEP = {"sd15v": 1e-3}
-
-# finite-difference tolerances (float32 models; central difference + one Richardson step)
-GRADIENT_DIRECTION_RTOL = 1e-3
-RANDOM_DIRECTION_RTOL = 1e-2
-
-
-def outputs_of(entry: dict, node_id: str, key: str) -> list:
-    return entry["outputs"].get(node_id, {}).get(key, [])
-
-
-def ui_items(entry: dict, key: str) -> dict:
-    """{label: item} of every fixture ui item named `key` in a history entry."""
-    found = {}
-    for node_output in entry["outputs"].values():
-        for item in node_output.get(key, []):
-            found[item.get("label", "")] = item
-    return found
+GRADIENT_DIRECTION_RTOL = graphs.GRADIENT_DIRECTION_RTOL
+RANDOM_DIRECTION_RTOL = graphs.RANDOM_DIRECTION_RTOL
 
 
 def cached_nodes(entry: dict) -> set:
@@ -45,17 +31,6 @@ def cached_nodes(entry: dict) -> set:
         if kind == "execution_cached":
             return set(data.get("nodes", []))
     return set()
-
-
-def error_message(entry: dict) -> str:
-    for kind, data in entry["status"].get("messages", []):
-        if kind == "execution_error":
-            return data.get("exception_message", "")
-    return ""
-
-
-def assert_success(entry: dict, server) -> None:
-    assert entry["status"]["status_str"] == "success", f"{error_message(entry)}\n{server.log_tail()}"
 
 
 def drive_to_saved_image(server, prompt: dict, save_id: str) -> tuple[dict, dict]:

@@ -16,7 +16,7 @@ import pytest
 
 import host_graphs as graphs
 from host_graphs import Graph
-from test_host import assert_success, outputs_of, ui_items
+from host_results import assert_success, outputs_of, ui_items
 
 EXPECTED = {"error": "FaultError: fixture failure in the forward pass",
             "backward": "FaultError: fixture failure in the backward pass",

@@ -21,6 +21,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -60,8 +61,22 @@ GROUNDING_DINO = ModelFile("grounding-dino-base", "psi_rewards",
                            "IDEA-Research/grounding-dino-base on Hugging Face (config, model.safetensors, tokenizer)",
                            "grounding-dino")
 
+FLUX_DEV_UNET = ModelFile("flux1-dev.safetensors", "diffusion_models",
+                          "black-forest-labs/FLUX.1-dev on Hugging Face (flux1-dev.safetensors; gated: accept its licence)")
+SDXL_CKPT = ModelFile("sd_xl_base_1.0.safetensors", "checkpoints",
+                      "stabilityai/stable-diffusion-xl-base-1.0 on Hugging Face (any SDXL checkpoint works)")
+SD35_CKPT = ModelFile("sd3.5_medium.safetensors", "checkpoints",
+                      "stabilityai/stable-diffusion-3.5-medium on Hugging Face (or sd3.5_large.safetensors)")
+SD35_CLIP_G = ModelFile("clip_g.safetensors", "text_encoders",
+                        "stabilityai/stable-diffusion-3.5-medium on Hugging Face (text_encoders/clip_g.safetensors)")
+ZIMAGE_UNET = ModelFile("z_image_turbo_bf16.safetensors", "diffusion_models",
+                        "Comfy-Org/z_image_turbo on Hugging Face (split_files/diffusion_models)")
+ZIMAGE_TE = ModelFile("qwen_3_4b.safetensors", "text_encoders",
+                      "Comfy-Org/z_image_turbo on Hugging Face (split_files/text_encoders)")
+
 MODEL_FILES = {f.name: f for f in (FLUX_UNET, FLUX_CLIP_L, FLUX_T5, FLUX_VAE, SD15_CKPT, AESTHETIC_HEAD, CLIP_L14,
-                                     GROUNDING_DINO)}
+                                     GROUNDING_DINO, FLUX_DEV_UNET, SDXL_CKPT, SD35_CKPT, SD35_CLIP_G, ZIMAGE_UNET,
+                                     ZIMAGE_TE)}
 
 #: (node type, input name) -> the model folder of the file or folder that widget names (the test host gets
 #: placeholders of these, so a real server validates the workflows with their model choices present)
@@ -69,6 +84,10 @@ MODEL_INPUTS = {
     ("UNETLoader", "unet_name"): "diffusion_models",
     ("DualCLIPLoader", "clip_name1"): "text_encoders",
     ("DualCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name1"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name2"): "text_encoders",
+    ("TripleCLIPLoader", "clip_name3"): "text_encoders",
+    ("CLIPLoader", "clip_name"): "text_encoders",
     ("VAELoader", "vae_name"): "vae",
     ("CheckpointLoaderSimple", "ckpt_name"): "checkpoints",
     ("PsiAestheticReward", "head"): "psi_rewards",
@@ -90,6 +109,7 @@ PAPER = {
 SMC_STEPS = 25
 STEP_SIZE = 0.5
 SIZE = 512
+NATIVE_SIZE = 1024  # SDXL, SD3.5 and Z-Image-Turbo are trained at 1024²
 
 # the paper's first prompt of each task (../shared/data/psi_official), boxes normalised from 512 px
 LAYOUT_PROMPT = "a horse beneath a cat."
@@ -113,7 +133,7 @@ def counts_json(counts: list[tuple[str, int]]) -> str:
 
 #: sizes the frontend gives nodes whose extensions add drawn widgets (live chart, box editor), measured in
 #: comfyui-frontend-package 1.27.10 with this pack's js/; the test "nodes do not overlap" catches drift
-FRONTEND_MIN_SIZE = {"PsiInitialSampler": (380, 750), "PsiSMCSampler": (360, 710), "PsiLayoutReward": (420, 470)}
+FRONTEND_MIN_SIZE = {"PsiInitialSampler": (380, 750), "PsiSMCSampler": (360, 734), "PsiLayoutReward": (420, 470)}
 TITLE_HEIGHT = 30
 
 GROUP_COLORS = {"models": "#3f789e", "reward": "#a1309b", "psi": "#b58b2a", "prior": "#8a8a8a",
@@ -282,33 +302,83 @@ class Models:
     cond_nodes: list[Node]
 
 
-def flux_models(g: Graph, prompt: str) -> Models:
-    unet = g.add("UNETLoader", {"unet_name": FLUX_UNET.name, "weight_dtype": "default"},
-                 title=f"FLUX.1-schnell ← models/{FLUX_UNET.folder}/")
+def flux_models(g: Graph, prompt: str, unet: ModelFile = FLUX_UNET, label: str = "FLUX.1-schnell",
+                guidance: float | None = None) -> Models:
+    """FLUX.1-schnell, or with `guidance` FLUX.1-dev's graph: FLUX Guidance on the prompt (dev's distilled
+    guidance embedding); cfg 1 with a zeroed negative either way."""
+    unet = g.add("UNETLoader", {"unet_name": unet.name, "weight_dtype": "default"},
+                 title=f"{label} ← models/{unet.folder}/")
     clip = g.add("DualCLIPLoader", {"clip_name1": FLUX_CLIP_L.name, "clip_name2": FLUX_T5.name, "type": "flux"},
                  title=f"CLIP-L + T5-XXL ← models/{FLUX_CLIP_L.folder}/")
     vae = g.add("VAELoader", {"vae_name": FLUX_VAE.name}, title=f"FLUX VAE ← models/{FLUX_VAE.folder}/")
-    positive = g.add("CLIPTextEncode", {"text": prompt}, title="Prompt", width=420, height=150)
+    text = g.add("CLIPTextEncode", {"text": prompt}, title="Prompt", width=420, height=150)
+    positive, cond_nodes = text, [text]
+    if guidance is not None:
+        positive = g.add("FluxGuidance", {"guidance": guidance}, title=f"FLUX guidance {guidance}", width=420)
+        g.connect(text, "CONDITIONING", positive, "conditioning")
+        cond_nodes.append(positive)
     negative = g.add("ConditioningZeroOut", title="Negative: zeroed (cfg 1.0)", width=420)
     latent = g.add("EmptySD3LatentImage", {"width": SIZE, "height": SIZE, "batch_size": 1},
                    title="Size 512 × 512, batch 1", width=420)
-    g.connect(clip, "CLIP", positive, "clip")
+    g.connect(clip, "CLIP", text, "clip")
     g.connect(positive, "CONDITIONING", negative, "conditioning")
     return Models((unet, "MODEL"), (vae, "VAE"), (positive, "CONDITIONING"), (negative, "CONDITIONING"),
-                  (latent, "LATENT"), "flux", 1.0, "simple", [unet, clip, vae], [positive, negative, latent])
+                  (latent, "LATENT"), "flux", 1.0, "simple", [unet, clip, vae], cond_nodes + [negative, latent])
+
+
+def checkpoint_models(g: Graph, prompt: str, ckpt: ModelFile, family: str, cfg: float, scheduler: str, title: str,
+                      size: int = SIZE, text_encoders: Callable[[Graph], Node] | None = None,
+                      latent_type: str = "EmptyLatentImage") -> Models:
+    """A checkpoint (its own CLIP, or `text_encoders` loaded beside it), prompt, negative prompt, empty latent."""
+    loader = g.add("CheckpointLoaderSimple", {"ckpt_name": ckpt.name}, title=title)
+    clip = text_encoders(g) if text_encoders is not None else loader
+    positive = g.add("CLIPTextEncode", {"text": prompt}, title="Prompt", width=420, height=150)
+    negative = g.add("CLIPTextEncode", {"text": SD15_NEGATIVE}, title="Negative prompt", width=420, height=150)
+    latent = g.add(latent_type, {"width": size, "height": size, "batch_size": 1},
+                   title=f"Size {size} × {size}, batch 1", width=420)
+    g.connect(clip, "CLIP", positive, "clip")
+    g.connect(clip, "CLIP", negative, "clip")
+    loaders = [loader] if clip is loader else [loader, clip]
+    return Models((loader, "MODEL"), (loader, "VAE"), (positive, "CONDITIONING"), (negative, "CONDITIONING"),
+                  (latent, "LATENT"), family, cfg, scheduler, loaders, [positive, negative, latent])
 
 
 def sd15_models(g: Graph, prompt: str, title: str | None = None) -> Models:
-    ckpt = g.add("CheckpointLoaderSimple", {"ckpt_name": SD15_CKPT.name},
-                 title=title or f"SD1.5 checkpoint ← models/{SD15_CKPT.folder}/")
+    return checkpoint_models(g, prompt, SD15_CKPT, "sd15", 7.0, "normal",
+                             title or f"SD1.5 checkpoint ← models/{SD15_CKPT.folder}/")
+
+
+def sdxl_models(g: Graph, prompt: str) -> Models:
+    return checkpoint_models(g, prompt, SDXL_CKPT, "sdxl", 7.0, "normal",
+                             f"SDXL checkpoint ← models/{SDXL_CKPT.folder}/", NATIVE_SIZE)
+
+
+def sd35_models(g: Graph, prompt: str) -> Models:
+    """SD3.5: a checkpoint without text encoders, CLIP-L + CLIP-G + T5-XXL loaded beside it."""
+    def text_encoders(g: Graph) -> Node:
+        return g.add("TripleCLIPLoader", {"clip_name1": FLUX_CLIP_L.name, "clip_name2": SD35_CLIP_G.name,
+                                          "clip_name3": FLUX_T5.name},
+                     title=f"CLIP-L + CLIP-G + T5-XXL ← models/{SD35_CLIP_G.folder}/")
+
+    return checkpoint_models(g, prompt, SD35_CKPT, "sd35", 4.5, "sgm_uniform",
+                             f"SD3.5 checkpoint ← models/{SD35_CKPT.folder}/", NATIVE_SIZE, text_encoders,
+                             "EmptySD3LatentImage")
+
+
+def zimage_models(g: Graph, prompt: str) -> Models:
+    unet = g.add("UNETLoader", {"unet_name": ZIMAGE_UNET.name, "weight_dtype": "default"},
+                 title=f"Z-Image-Turbo ← models/{ZIMAGE_UNET.folder}/")
+    clip = g.add("CLIPLoader", {"clip_name": ZIMAGE_TE.name, "type": "lumina2"},
+                 title=f"Qwen3-4B text encoder ← models/{ZIMAGE_TE.folder}/")
+    vae = g.add("VAELoader", {"vae_name": FLUX_VAE.name}, title=f"FLUX VAE ← models/{FLUX_VAE.folder}/")
     positive = g.add("CLIPTextEncode", {"text": prompt}, title="Prompt", width=420, height=150)
-    negative = g.add("CLIPTextEncode", {"text": SD15_NEGATIVE}, title="Negative prompt", width=420, height=150)
-    latent = g.add("EmptyLatentImage", {"width": SIZE, "height": SIZE, "batch_size": 1},
-                   title="Size 512 × 512, batch 1", width=420)
-    g.connect(ckpt, "CLIP", positive, "clip")
-    g.connect(ckpt, "CLIP", negative, "clip")
-    return Models((ckpt, "MODEL"), (ckpt, "VAE"), (positive, "CONDITIONING"), (negative, "CONDITIONING"),
-                  (latent, "LATENT"), "sd15", 7.0, "normal", [ckpt], [positive, negative, latent])
+    negative = g.add("ConditioningZeroOut", title="Negative: zeroed (cfg 1.0)", width=420)
+    latent = g.add("EmptySD3LatentImage", {"width": NATIVE_SIZE, "height": NATIVE_SIZE, "batch_size": 1},
+                   title=f"Size {NATIVE_SIZE} × {NATIVE_SIZE}, batch 1", width=420)
+    g.connect(clip, "CLIP", positive, "clip")
+    g.connect(positive, "CONDITIONING", negative, "conditioning")
+    return Models((unet, "MODEL"), (vae, "VAE"), (positive, "CONDITIONING"), (negative, "CONDITIONING"),
+                  (latent, "LATENT"), "zimage", 1.0, "simple", [unet, clip, vae], [positive, negative, latent])
 
 
 def psi_initial(g: Graph, m: Models, reward: Node, settings: dict, seed: int = 0,
@@ -331,7 +401,8 @@ def psi_smc(g: Graph, m: Models, reward: Node, settings: dict, latent: tuple[Nod
         "seed": seed, "steps": settings.get("steps", SMC_STEPS), "scheduler": m.scheduler, "denoise": 1.0,
         "cfg": m.cfg, "particles": settings["particles"], "alpha": settings["alpha"], "ess_threshold": 0.5,
         "resampling": "systematic", "eta": 1.0, "guidance": 1.0, "gradient_free": False,
-        "grad_batch_size": settings.get("grad_batch_size", 1), "output": "best", "trace_steps": 6}, title=title)
+        "grad_batch_size": settings.get("grad_batch_size", 1), "output": "best", "trace_steps": 6,
+        "kernel": settings.get("kernel", "ancestral")}, title=title)
     for name, (src, out) in (("model", m.model), ("positive", m.positive), ("negative", m.negative),
                              ("vae", m.vae), ("latent_image", latent)):
         g.connect(src, out, node, name)
@@ -374,15 +445,17 @@ def model_files_text(files: list[ModelFile]) -> str:
     return "\n".join(lines)
 
 
-def settings_text(task: str, settings: dict) -> str:
+def settings_text(task: str, settings: dict, size: int = SIZE) -> str:
+    steps = settings.get("steps", SMC_STEPS)
     nfe_mcmc = settings["chains"] * settings["mcmc_steps"]
-    nfe_smc = settings["particles"] * SMC_STEPS
+    nfe_smc = settings["particles"] * steps
     return (f"SETTINGS (paper, {task}): K = {settings['particles']} particles, {settings['chains']} pCNL chains, "
             f"burn-in {settings['burn_in']}, {settings['mcmc_steps']} MCMC iterations per chain (burn-in "
             f"included), step size δ = {STEP_SIZE}, α_mcmc = {settings['alpha_mcmc']}, α = {settings['alpha']}, "
-            f"{SMC_STEPS} SMC steps, ESS threshold 0.5, 512 × 512.\n"
+            f"{steps} SMC steps ({settings.get('kernel', 'ancestral')} kernel), ESS threshold 0.5, {size} × {size}.\n"
             f"Budget: MCMC {settings['chains']} × {settings['mcmc_steps']} = {nfe_mcmc} gradient evaluations + SMC "
-            f"{settings['particles']} × {SMC_STEPS} = {nfe_smc}: about half each, as in the paper.\n"
+            f"{settings['particles']} × {steps} = {nfe_smc}" + (": about half each, as in the paper.\n"
+                                                                  if steps == SMC_STEPS else ".\n") +
             "Steps, scheduler and denoise must be the same on both Ψ nodes.")
 
 
@@ -447,24 +520,65 @@ def read_me(g: Graph, texts: list[str]) -> list[Node]:
     return notes
 
 
+START_TEXT = ("WHERE TO START (equal-NFE toy evidence, docs/benchmarks.md of the pack): the SMC's kernel follows "
+              "the model: ancestral for ordinary models, lcm for step-distilled few-step models. On the exact-target "
+              "toy, prior-initialised SMC (initial method prior) was ahead of Ψ (pcnl) at equal evaluations with "
+              "both kinds of model; pcnl, as here, reproduces the paper.")
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family's graph, files and text for the task workflows."""
+
+    models: Callable[[Graph, str], Models]
+    files: list[ModelFile]
+    label: str
+    text: str
+    settings: dict = field(default_factory=dict)  # overrides of the paper settings (steps, kernel)
+    size: int = SIZE
+
+
+FAMILIES = {
+    "flux": Family(flux_models, [FLUX_UNET, FLUX_CLIP_L, FLUX_T5, FLUX_VAE], "FLUX.1-schnell",
+                   "MODEL: FLUX.1-schnell (flow model) with cfg 1.0 and the simple scheduler; the negative "
+                   "conditioning is zeroed and unused at cfg 1.0."),
+    "sd15": Family(sd15_models, [SD15_CKPT], "SD1.5",
+                   "MODEL: a Stable Diffusion 1.5 checkpoint (EPS model) with cfg 7.0 and the normal scheduler. "
+                   "The paper ran FLUX.1-schnell; its particle, chain and α settings are kept here as a start."),
+    "sdxl": Family(sdxl_models, [SDXL_CKPT], "SDXL",
+                   "MODEL: an SDXL base checkpoint (EPS model, pooled text and size conditioning) with cfg 7.0, the "
+                   "normal scheduler and the ancestral kernel, at 1024 × 1024. The paper ran FLUX.1-schnell; its "
+                   "particle, chain and α settings are kept here as a start. For SDXL-Turbo or an LCM checkpoint "
+                   "set the SMC's kernel to lcm, cfg 1.0 and 4–8 steps.\n\n" + START_TEXT, size=NATIVE_SIZE),
+    "sd35": Family(sd35_models, [SD35_CKPT, FLUX_CLIP_L, SD35_CLIP_G, FLUX_T5], "SD3.5",
+                   "MODEL: Stable Diffusion 3.5 Medium (flow model, MMDiT) with cfg 4.5, the sgm_uniform scheduler "
+                   "and the ancestral kernel, at 1024 × 1024; the checkpoint holds no text encoders, so CLIP-L, "
+                   "CLIP-G and T5-XXL load beside it (SD3.5 Large works the same way).\n\n" + START_TEXT,
+                   size=NATIVE_SIZE),
+    "flux_dev": Family(lambda g, prompt: flux_models(g, prompt, FLUX_DEV_UNET, "FLUX.1-dev", guidance=3.5),
+                       [FLUX_DEV_UNET, FLUX_CLIP_L, FLUX_T5, FLUX_VAE], "FLUX.1-dev",
+                       "MODEL: FLUX.1-dev (flow model, guidance-distilled: FLUX Guidance 3.5 on the prompt "
+                       "replaces cfg, so cfg stays 1.0 and the negative is zeroed) with the simple scheduler and "
+                       "the ancestral kernel (dev is not step-distilled).\n\n" + START_TEXT),
+    "zimage_turbo": Family(zimage_models, [ZIMAGE_UNET, ZIMAGE_TE, FLUX_VAE], "Z-Image-Turbo",
+                           "MODEL: Z-Image-Turbo (flow model, Lumina 2 / NextDiT, step-distilled to 8 steps) with "
+                           "cfg 1.0, the simple scheduler and the lcm kernel, the few-step sampler distilled models "
+                           "are made for, at 1024 × 1024. Needs a ComfyUI with Z-Image support (0.3.64 has none).\n\n"
+                           + START_TEXT, settings={"steps": 8, "kernel": "lcm"}, size=NATIVE_SIZE),
+}
+
+
 def task_workflow(object_info: dict, family: str, task: str) -> tuple[dict, str]:
     g = Graph(object_info)
-    settings = dict(PAPER[task])
-    if family == "flux":
-        m = flux_models(g, PROMPTS[task])
-        files = [FLUX_UNET, FLUX_CLIP_L, FLUX_T5, FLUX_VAE]
-        family_text = ("MODEL: FLUX.1-schnell (flow model) with cfg 1.0 and the simple scheduler; the negative "
-                       "conditioning is zeroed and unused at cfg 1.0.")
-    else:
-        m = sd15_models(g, PROMPTS[task])
-        files = [SD15_CKPT]
-        family_text = ("MODEL: a Stable Diffusion 1.5 checkpoint (EPS model) with cfg 7.0 and the normal scheduler. "
-                       "The paper ran FLUX.1-schnell; its particle, chain and α settings are kept here as a start.")
+    spec = FAMILIES[family]
+    settings = {**PAPER[task], **spec.settings}
+    m = spec.models(g, PROMPTS[task])
     reward, reward_files = reward_node(g, task)
     psi_pipeline(g, m, reward, settings, f"psi/{family}_{task}")
-    title = f"Ψ-Sampler · {TASK_TITLES[task]} · {'FLUX.1-schnell' if family == 'flux' else 'SD1.5'}"
-    read_me(g, [f"{title}\n\n{TASK_TEXT[task]}\n\n{family_text}\n\n{HOW_IT_WORKS}",
-                model_files_text(files + reward_files), settings_text(task, settings) + "\n\n" + MEMORY_TEXT])
+    title = f"Ψ-Sampler · {TASK_TITLES[task]} · {spec.label}"
+    read_me(g, [f"{title}\n\n{TASK_TEXT[task]}\n\n{spec.text}\n\n{HOW_IT_WORKS}",
+                model_files_text(spec.files + reward_files),
+                settings_text(task, settings, spec.size) + "\n\n" + MEMORY_TEXT])
     return g.to_json(stem_id(family, task)), title
 
 
@@ -581,6 +695,10 @@ WORKFLOW_BUILDERS = {
     "psi_sd15_layout_to_image": lambda oi: task_workflow(oi, "sd15", "layout"),
     "psi_sd15_quantity_aware": lambda oi: task_workflow(oi, "sd15", "quantity"),
     "psi_sd15_aesthetic": lambda oi: task_workflow(oi, "sd15", "aesthetic"),
+    "psi_sdxl_aesthetic": lambda oi: task_workflow(oi, "sdxl", "aesthetic"),
+    "psi_sd35_layout_to_image": lambda oi: task_workflow(oi, "sd35", "layout"),
+    "psi_zimage_turbo_aesthetic": lambda oi: task_workflow(oi, "zimage_turbo", "aesthetic"),
+    "psi_flux_dev_aesthetic": lambda oi: task_workflow(oi, "flux_dev", "aesthetic"),
     "psi_compare_prior_smc_vs_psi": comparison_workflow,
     "psi_zero_download_image_stats": zero_download_workflow,
 }

@@ -1,8 +1,8 @@
 """Test-only ComfyUI pack for psi-sampler's host tests (never shipped).
 
 Nodes:
-  PsiTestTinyModel      tiny random-weight SD1.5-like (EPS) or FLUX-like (flow) MODEL, VAE, conditioning
-                        (optionally as stand-ins for dynamic-VRAM patchers)
+  PsiTestTinyModel      tiny random-weight MODEL, VAE and conditioning of a family (tiny.py: SD1.5 to
+                        Qwen-Image), optionally as stand-ins for dynamic-VRAM patchers
   PsiTestReward         a PSI_REWARD: color (weight-free), tiny_net (weights), threshold (no gradient)
   PsiTestGradCheck      the bridge's gradient against finite differences, run by the real executor
   PsiTestGradientFault  a gradient pass that fails (error, error in backward, interrupt): state before/after
@@ -35,7 +35,8 @@ class PsiTestTinyModel(io.ComfyNode):
         return io.Schema(
             node_id="PsiTestTinyModel", display_name="Ψ test: tiny model", category=CATEGORY,
             description="Tiny random-weight model, VAE and conditioning built with ComfyUI's classes (tests only).",
-            inputs=[io.Combo.Input("family", options=list(tiny.FAMILIES), default="sd15", tooltip="Model family."),
+            inputs=[io.Combo.Input("family", options=tiny.available_families(), default="sd15",
+                                           tooltip="Model family (those this host has)."),
                     io.Int.Input("seed", default=0, min=0, max=2**31, tooltip="Seed of the random weights."),
                     io.Boolean.Input("dynamic_standin", default=False, optional=True,
                                      tooltip="MODEL and VAE patchers stand in for dynamic-VRAM ones")],
