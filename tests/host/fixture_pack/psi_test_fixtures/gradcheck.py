@@ -101,7 +101,7 @@ def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_in
     report = {"inference_weights_before": inference_weights(model.model, vae.first_stage_model,
                                                              *reward.modules()),
               "model_vae_inference_weights_before": inference_weights(model.model, vae.first_stage_model)}
-    latent = bridge.prepare_latent(model, {"samples": torch.zeros((1, 4, 8, 8))})  # as from Empty Latent Image
+    latent = pack_module("comfy_host.checks").prepare_latent(model, {"samples": torch.zeros((1, 4, 8, 8))})  # as from Empty Latent Image
     sigmas = bridge.schedule(model, "simple", steps, 1.0)
     guider = bridge.cfg_guider(model, positive, negative, cfg)
     function = check_function(pack_module("comfy_host.sampler_bridge"), vae, reward, sigma_indices, rel_step, seed,
