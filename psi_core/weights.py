@@ -26,13 +26,11 @@ class LogWeights:
 
     normalized:  w̃_k = exp(log w_k − logsumexp(log w))
     ess:         1 / Σ w̃_k²           (K for equal weights, 1 for one dominant particle)
-    log_mean:    logsumexp(log w) − log K   (the log of the incremental evidence)
     """
 
     log_w: torch.Tensor
     normalized: torch.Tensor = field(init=False, repr=False)
     ess: float = field(init=False)
-    log_mean: float = field(init=False)
 
     def __post_init__(self) -> None:
         log_w = self.log_w.detach().to("cpu", torch.float64).reshape(-1)
@@ -49,7 +47,6 @@ class LogWeights:
         normalized = torch.exp(log_w - total)
         object.__setattr__(self, "normalized", normalized)
         object.__setattr__(self, "ess", float(1.0 / (normalized ** 2).sum()))
-        object.__setattr__(self, "log_mean", float(total) - math.log(log_w.numel()))
 
     @classmethod
     def uniform(cls, num: int) -> "LogWeights":
@@ -63,9 +60,3 @@ class LogWeights:
         inc = increment.detach().to("cpu", torch.float64).reshape(-1)
         return LogWeights(self.log_w + inc)
 
-    def select(self, index: torch.Tensor) -> "LogWeights":
-        return LogWeights(self.log_w[index.cpu()])
-
-    @property
-    def num_invalid(self) -> int:
-        return int((self.log_w == -math.inf).sum())
