@@ -11,13 +11,14 @@ import torch
 
 from comfy_api.latest import io
 
-from ..psi_core import INITIAL_METHODS, InitialConfig
+from ..psi_core import InitialConfig
+from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
 from . import host_bridge
 from .noise import PsiNoise
 from .options import (check_positive_int, conditioning_inputs, grad_batch_input, reward_inputs, schedule_inputs,
                       seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
-from .runs import GUIDED_METHODS, RunOutcome, initial_function
+from .runs import RunOutcome, initial_function
 from .types import PsiTrace
 
 
@@ -48,7 +49,7 @@ class PsiInitialSampler(io.ComfyNode):
                 seed_input(),
                 *schedule_inputs("Steps of the SMC that will use these particles (with scheduler and denoise it "
                                  "fixes the starting sigma); use the same values on the Ψ SMC Sampler."),
-                io.Combo.Input("method", options=list(INITIAL_METHODS), default="pcnl",
+                io.Combo.Input("method", options=list(INITIAL_METHODS), default=PCNL,
                                tooltip="pcnl: Ψ-Sampler (preconditioned Crank–Nicolson Langevin); mala, ula: "
                                        "Langevin baselines; prior: plain N(0, I) noise (TDS/DAS-style SMC); topk: "
                                        "best K of N prior draws (forward passes only)."),
@@ -114,7 +115,7 @@ class PsiInitialSampler(io.ComfyNode):
                 f"the Ψ initial sampler draws K particles for one latent image; got a batch of {samples.shape[0]} "
                 "(use batch size 1 and set particles instead)")
         host_bridge.check_vae(vae, model)
-        host_bridge.check_reward(reward, method in GUIDED_METHODS, f"the {method} initial method")
+        host_bridge.check_reward(reward, method in MCMC_KERNELS, f"the {method} initial method")
         if sigmas is None:
             sigmas = host_bridge.schedule(model, scheduler, steps, denoise)
         if sigmas.numel() < 2:

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 import torch
 
 from ..psi_core import InitialConfig, InitialParticles, SMCConfig, SMCResult, Trace, draw_initial, run_smc
+from ..psi_core.names import MCMC_KERNELS, PRIOR
 from ..visualizer.convert import choose_steps
 from .host_bridge import SamplerBridge, check_reward, evaluation_source
 from .particles import PsiParticles, stage_generator
 from .progress import MCMCProgress, SMCProgress, show_text
 
 LOG = logging.getLogger("psi_sampler")
-
-GUIDED_METHODS = ("pcnl", "mala", "ula")
 
 
 @dataclass
@@ -42,7 +41,7 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
     config = config.validated()
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        if config.method in GUIDED_METHODS:
+        if config.method in MCMC_KERNELS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
             bridge.prepare(tuple(x.shape))
@@ -127,7 +126,7 @@ def _starting_particles(bridge: SamplerBridge, x: torch.Tensor, sigmas: torch.Te
         start = bridge.start(sigmas)
         offset = 0.0 if start.offset is None else start.offset.to(x)
         eps = (x - offset) / start.scale
-        return InitialParticles("prior", eps, x, sigma0, None, None, Trace(method="prior"))
+        return InitialParticles(PRIOR, eps, x, sigma0, None, None, Trace(method=PRIOR))
     particles.check_compatible(bridge.family, sigma0, tuple(x.shape[1:]))
     initial = particles.to_initial(x.device, source)
     tolerance = 1e-4 * max(1.0, float(x.abs().max()))

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .names import ANCESTRAL, BASE_KERNELS, LCM
+
 FAMILIES = ("eps", "flow")
-KERNELS = ("ancestral", "lcm")
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,8 @@ def lcm_coefficients(family: str, sigma_next: float) -> KernelCoefficients:
 
 def kernel_coefficients(kernel: str, family: str, sigma: float, sigma_next: float, eta: float) -> KernelCoefficients:
     """(μ, s) of one step of `kernel` (ancestral: with noise η; lcm: η is not used)."""
-    if kernel == "ancestral":
+    if kernel == ANCESTRAL:
         return ancestral_coefficients(family, sigma, sigma_next, eta)
-    if kernel == "lcm":
+    if kernel == LCM:
         return lcm_coefficients(family, sigma_next)
-    raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    raise ValueError(f"kernel must be one of {', '.join(BASE_KERNELS)}; got {kernel!r}")

@@ -21,15 +21,12 @@ import torch
 from . import validation
 from .families import StartMap
 from .lookahead import Evaluation, Lookahead
-from .mcmc import KERNELS, STEPS, ChainState
+from .mcmc import STEPS, ChainState
+from .names import ADAPTIVE_KERNELS, INITIAL_METHODS, MALA, MCMC_KERNELS, PCNL, PRIOR, TOPK, ULA
 from .rng import randn
 from .trace import MCMCRecord, Trace
 
-INITIAL_METHODS = ("pcnl", "mala", "ula", "prior", "topk")
-MAX_STEP_SIZE = {"pcnl": 4.0, "mala": 10.0, "ula": 10.0}
-# δ is tuned on the Metropolis–Hastings acceptance; ULA accepts every finite move, so adapting
-# its δ towards a target acceptance would only grow it
-ADAPTIVE_METHODS = ("pcnl", "mala")
+MAX_STEP_SIZE = {PCNL: 4.0, MALA: 10.0, ULA: 10.0}
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,7 @@ class InitialConfig:
     acceptance test), topk_candidates N (topk only; 0 = 4·K).
     """
 
-    method: str = "pcnl"
+    method: str = PCNL
     num_particles: int = 4
     num_chains: int = 4
     mcmc_steps: int = 20
@@ -60,7 +57,7 @@ class InitialConfig:
     def validated(self) -> "InitialConfig":
         validation.choice("method", self.method, INITIAL_METHODS)
         validation.integer_at_least("num_particles", self.num_particles, 1)
-        if self.method in KERNELS:
+        if self.method in MCMC_KERNELS:
             validation.integer_at_least("num_chains", self.num_chains, 1)
             validation.integer_at_least("mcmc_steps", self.mcmc_steps, 1)
             validation.integer_at_least("burn_in", self.burn_in, 0)
@@ -78,7 +75,7 @@ class InitialConfig:
                 validation.positive_finite("grad_clip", self.grad_clip)
             if self.adapt_step_size:
                 validation.in_range("target_acceptance", self.target_acceptance, 0.0, 1.0, low_open=True, high_open=True)
-        if self.method == "topk":
+        if self.method == TOPK:
             validation.integer_at_least("topk_candidates", self.topk_candidates, 0)
             if self.topk_candidates and self.topk_candidates < self.num_particles:
                 raise ValueError(f"topk_candidates must be >= num_particles ({self.num_particles}); "
@@ -106,7 +103,7 @@ class InitialParticles:
     sigma0: float
     evaluation: Evaluation | None = None
     alpha_mcmc: float | None = None
-    trace: Trace = field(default_factory=lambda: Trace(method="prior"))
+    trace: Trace = field(default_factory=lambda: Trace(method=PRIOR))
 
 
 def thinning_schedule(num_particles: int, num_chains: int, mcmc_steps: int, burn_in: int) -> list[tuple[int, int]]:
@@ -132,10 +129,10 @@ def draw_initial(config: InitialConfig, lookahead: Lookahead, start: StartMap, s
     config = config.validated()
     check_start_shape(start, shape)
     k = config.num_particles
-    if config.method == "prior":
+    if config.method == PRIOR:
         eps = randn((k, *shape), generator, device)
-        return InitialParticles("prior", eps, start(eps), float(sigma0), trace=Trace(method="prior"))
-    if config.method == "topk":
+        return InitialParticles(PRIOR, eps, start(eps), float(sigma0), trace=Trace(method=PRIOR))
+    if config.method == TOPK:
         return _top_k(config, lookahead, start, shape, sigma0, generator, device)
     return _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iteration)
 
@@ -157,8 +154,8 @@ def _top_k(config, lookahead, start, shape, sigma0, generator, device) -> Initia
     evaluation = lookahead(x, sigma0, need_grad=False)
     # invalid candidates have reward −inf and sort last
     best = torch.argsort(evaluation.reward.cpu(), descending=True, stable=True)[: config.num_particles]
-    trace = Trace(method="topk")
-    return InitialParticles("topk", eps[best.to(eps.device)], x[best.to(x.device)], float(sigma0),
+    trace = Trace(method=TOPK)
+    return InitialParticles(TOPK, eps[best.to(eps.device)], x[best.to(x.device)], float(sigma0),
                             evaluation.select(best), None, trace)
 
 
@@ -191,8 +188,9 @@ def _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iterati
         record = MCMCRecord(iteration=i, step_size=step_size, accepted=info.accepted.cpu(),
                             reward=state.evaluation.reward.detach().cpu(), burn_in=burn)
         trace.mcmc.append(record)
-        if burn and config.adapt_step_size and config.method in ADAPTIVE_METHODS:
-            # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel
+        if burn and config.adapt_step_size and config.method in ADAPTIVE_KERNELS:
+            # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel.
+            # ULA accepts every finite move, so adapting its δ to an acceptance would only grow it
             gain = 1.0 / (i + 1) ** 0.6
             log_step += gain * (float(info.accepted.float().mean()) - config.target_acceptance)
             step_size = min(math.exp(log_step), MAX_STEP_SIZE[config.method] * 0.999)

@@ -24,9 +24,8 @@ from typing import Callable
 import torch
 
 from .lookahead import Evaluation
+from .names import MALA, PCNL, ULA
 from .rng import randn_like, uniform
-
-KERNELS = ("pcnl", "mala", "ula")
 
 
 @dataclass
@@ -153,4 +152,4 @@ def ula_step(state: ChainState, potential: Potential, step_size: float, generato
     return mala_step(state, potential, step_size, generator, grad_clip, metropolis=False)
 
 
-STEPS = {"pcnl": pcnl_step, "mala": mala_step, "ula": ula_step}
+STEPS = {PCNL: pcnl_step, MALA: mala_step, ULA: ula_step}

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .names import DEFAULT_SCHEME, MULTINOMIAL, RESIDUAL, SSP, STRATIFIED, SYSTEMATIC
 from .rng import uniform
 
 Resampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
@@ -98,13 +99,12 @@ def _counts_to_indices(counts: torch.Tensor) -> torch.Tensor:
 
 
 RESAMPLERS: dict[str, Resampler] = {
-    "systematic": systematic,
-    "stratified": stratified,
-    "multinomial": multinomial,
-    "residual": residual,
-    "ssp": ssp,
+    SYSTEMATIC: systematic,
+    STRATIFIED: stratified,
+    MULTINOMIAL: multinomial,
+    RESIDUAL: residual,
+    SSP: ssp,
 }
-DEFAULT_SCHEME = "systematic"
 
 
 def resample(weights: torch.Tensor, scheme: str = DEFAULT_SCHEME, num: int | None = None,

@@ -43,9 +43,10 @@ from dataclasses import dataclass
 import torch
 
 from . import validation
-from .families import FAMILIES, KERNELS, kernel_coefficients
+from .families import FAMILIES, kernel_coefficients
 from .initial import InitialParticles
 from .lookahead import Evaluation, Lookahead
+from .names import ANCESTRAL, BASE_KERNELS, DEFAULT_SCHEME, MULTINOMIAL
 from .resampling import RESAMPLERS, resample
 from .rng import randn_like
 from .trace import SMCRecord, Trace
@@ -78,9 +79,9 @@ class SMCConfig:
 
     alpha: float = 0.1
     ess_threshold: float = 0.5
-    resampling: str = "systematic"
+    resampling: str = DEFAULT_SCHEME
     eta: float = 1.0
-    kernel: str = "ancestral"
+    kernel: str = ANCESTRAL
     guidance: float = 1.0
     gradient_free: bool = False
     output: str = "best"
@@ -95,7 +96,7 @@ class SMCConfig:
         validation.in_range("ess_threshold", self.ess_threshold, 0.0, 1.0)
         validation.choice("resampling", self.resampling, RESAMPLERS)
         validation.in_range("eta", self.eta, 0.0, 1.0)
-        validation.choice("kernel", self.kernel, KERNELS)
+        validation.choice("kernel", self.kernel, BASE_KERNELS)
         validation.in_range("guidance", self.guidance, 0.0, 1e6)
         validation.choice("output", self.output, OUTPUTS)
         validation.choice("initial_weights", self.initial_weights, INITIAL_WEIGHTS)
@@ -381,7 +382,7 @@ def select_output(mode: str, final_reward: torch.Tensor, log_weights: LogWeights
     if mode == "all":
         return list(range(final_reward.numel()))
     if mode == "sample":
-        return [int(resample(log_weights.normalized, "multinomial", 1, generator)[0])]
+        return [int(resample(log_weights.normalized, MULTINOMIAL, 1, generator)[0])]
     alive = log_weights.log_w > -math.inf
     reward = torch.where(alive, final_reward.double(), torch.full_like(final_reward, -math.inf, dtype=torch.float64))
     return [int(torch.argmax(reward))]
