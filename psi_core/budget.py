@@ -1,9 +1,13 @@
 """Counting function evaluations and splitting an NFE budget between stages.
 
-One NFE is one particle passed through the denoiser, the decoder and the reward;
-the paper counts a forward+backward pass as one. Forward-only passes (Top-K,
-gradient-free SMC, the last look-ahead before σ = 0) are counted apart because
-they cost about a third as much.
+One NFE is one particle passed through the denoiser, the decoder and the reward,
+with or without the backward pass; Ψ-Sampler's comparisons (arXiv 2506.01320) give
+every method the same number of such evaluations, about half of them to the initial
+MCMC. Forward-only passes (Top-K, gradient-free SMC, the last look-ahead before σ = 0)
+are counted apart because they cost about a third as much.
+
+    SMC over S sigma steps:  K·(S − 1) (+ K for the start when no initial sampler evaluated it)
+    C chains of T iterations: C·(T + 1)
 """
 
 from __future__ import annotations

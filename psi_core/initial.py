@@ -1,14 +1,22 @@
 """Initial particles for the SMC: the Ψ-Sampler posterior over the starting noise
-and the baselines it is compared with (Yoon et al., Ψ-Sampler, arXiv 2506.01320).
+and the baselines it is compared with (Yoon et al. 2025, Ψ-Sampler, arXiv 2506.01320:
+initial particles from the reward-aware posterior instead of the Gaussian prior).
 
-    pcnl, mala, ula  C chains on π(ε) ∝ N(ε; 0, I)·exp(r̂(x_0(ε), σ_0)/α_mcmc), run
-                     as one batch; after `burn_in` iterations K states are taken,
-                     spread over chains and time (thinning).
-    prior            ε ~ N(0, I)  (prior-initialised SMC = TDS/DAS-style baseline)
+The starting state is x_0(ε) = scale·ε + offset (families.StartMap, ComfyUI's noise
+scaling), ε [K, ...] standard noise. The reward-aware posterior over ε is
+
+    π(ε) ∝ N(ε; 0, I)·exp(r̂(x_0(ε), σ_0)/α_mcmc),   ∇_ε log-tilt = scale·∇_x r̂/α_mcmc
+
+    pcnl, mala, ula  C chains on π (mcmc.py), run as one batch; after `burn_in`
+                     iterations K states are taken, spread over chains and time
+                     (thinning); δ is tuned during burn-in by Robbins–Monro on log δ
+                     towards `target_acceptance`, then frozen.
+    prior            ε ~ N(0, I)  (prior-initialised SMC, the TDS / DAS baseline)
     topk             N prior draws scored forward-only; the K best are kept.
 
 Chain states carry their look-ahead evaluation (x̂0, r̂, ∇_x r̂), so the SMC starts
-from them without evaluating again.
+from them without evaluating again; smc.initial_log_weights weights them against the
+SMC's first target.
 """
 
 from __future__ import annotations
@@ -160,7 +168,8 @@ def _top_k(config, lookahead, start, shape, sigma0, generator, device) -> Initia
 
 
 def make_potential(lookahead: Lookahead, start: StartMap, sigma0: float, alpha_mcmc: float):
-    """ε ↦ ChainState with f = r̂(x_0(ε), σ_0)/α_mcmc and ∇_ε f = scale·∇_x r̂/α_mcmc."""
+    """ε [C, ...] ↦ ChainState with f = r̂(x_0(ε), σ_0)/α_mcmc [C] and ∇_ε f = scale·∇_x r̂/α_mcmc
+    [C, ...] (the chain rule through x_0(ε) = scale·ε + offset)."""
     def potential(eps: torch.Tensor) -> ChainState:
         evaluation = lookahead(start(eps), sigma0, need_grad=True)
         f = evaluation.reward / alpha_mcmc

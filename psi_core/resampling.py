@@ -1,4 +1,5 @@
-"""Resampling schemes behind one signature.
+"""Resampling schemes behind one signature (Chopin & Papaspiliopoulos 2020, ch. 9; SSP:
+Gerber, Chopin & Whiteley 2019; the names are defined in names.py).
 
 Every scheme maps normalised weights w̃ (shape [K], summing to 1) to `num` ancestor
 indices whose counts N_k satisfy E[N_k] = num·w̃_k (unbiasedness). Randomness comes
@@ -109,7 +110,8 @@ RESAMPLERS: dict[str, Resampler] = {
 
 def resample(weights: torch.Tensor, scheme: str = DEFAULT_SCHEME, num: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Ancestor indices [num] (LongTensor, CPU) drawn with the named scheme."""
+    """Ancestor indices A [num] (LongTensor, CPU) drawn with the named scheme from weights w̃ [K]:
+    particle k is copied N_k = #{i: A_i = k} times, E[N_k] = num·w̃_k."""
     if scheme not in RESAMPLERS:
         raise ValueError(f"resampling scheme must be one of {', '.join(RESAMPLERS)}; got {scheme!r}")
     if generator is None:

@@ -1,36 +1,57 @@
-"""Reward-guided SMC over a ComfyUI sigma schedule (Ψ-Sampler, arXiv 2506.01320, §3;
-TDS, Wu et al. 2023).
+"""Reward-guided SMC over a ComfyUI sigma schedule: the SMC stage of Ψ-Sampler (Yoon et al.
+2025, arXiv 2506.01320), a twisted SMC in the sense of TDS (Wu et al. 2023) and DAS (Kim et
+al. 2025), an SMC sampler in the sense of Del Moral, Doucet & Jasra (2006).
 
-At each step σ → σ' the model's ancestral kernel p_θ(x' | x) = N(μ, s²I) is the
-base transition. The intermediate targets are tempered twists (DAS, Kim et al. 2025):
+Notation: K particles x [K, ...] at σ, the look-ahead r̂(x, σ) = r(x̂0(x, σ)) [K] and its
+gradient ∇_x r̂ [K, ...] (lookahead.py), log-weights log w [K] (float64, weights.py).
 
-    γ_t(x_t) ∝ p_θ(x_{0:t})·exp(λ_t·r̂(x_t, σ_t)/α),   0 ≤ λ_0 ≤ … ≤ λ_{N−1} = 1,
+Base kernel. At each step σ → σ' the model's stochastic step (families.py) is the Gaussian
 
-so the last target is the model's path law tilted by exp(r(x0)/α) whatever the λ
-path: the weights stay exact for p0·exp(r/α). The guided proposal shifts the mean
-by the tempered look-ahead gradient, controlled so it cannot overshoot:
+    p_θ(x' | x) = N(x'; μ(x), s²I),   μ = a·x + b·x̂0(x, σ)   [K, ...],   s a scalar.
 
-    v = λ_t·γ·∇_x r̂(x, σ)/α,   v ← v·min(1, c/(s·rms(v)))   (c = guidance_clip)
-    q(x' | x) = N(μ + s²·v, s²I)
-    log w += [λ_{t+1}·r̂(x', σ') − λ_t·r̂(x, σ)]/α + log p_θ(x'|x) − log q(x'|x)
-    log p_θ/q = −⟨x' − μ, v⟩ + s²|v|²/2
+Targets. The intermediate targets are tempered twists (DAS):
 
-The control is a deterministic function of x, so q is still Gaussian with a known
-mean and the increment is the exact density ratio of the proposal actually used.
-λ_{t+1} ∈ [λ_t, 1] is the largest value whose conditional ESS of the increments
-(Zhou, Johansen & Aston 2016) stays at `tempering_ess`, found by bisection after
-the move, but at least λ_t^((n−1)/n) with n stochastic steps left (a geometric path
+    γ_t(x_{0:t}) ∝ p_θ(x_{0:t})·exp(λ_t·r̂(x_t, σ_t)/α),   0 ≤ λ_0 ≤ … ≤ λ_{N−1} = 1,
+
+so the last target is the model's path law tilted by exp(r(x0)/α) whatever the λ path, and
+the weighted particles at σ = 0 target p_θ(x0)·exp(r(x0)/α)/Z.
+
+Guided proposal (`smc_step`, `controlled_shift`). The mean is shifted by the tempered
+look-ahead gradient, scaled per particle so it cannot overshoot:
+
+    v = λ_t·γ·∇_x r̂(x, σ)/α                                  [K, ...]
+    v ← v·min(1, c/(s·rms(v)))   per particle (c = guidance_clip; rms over coordinates)
+    q(x' | x) = N(x'; μ + s²·v, s²I)
+
+The scaling is a deterministic function of x, so q is still Gaussian with a known mean.
+
+Incremental weight [K] (the exact density ratio of the proposal actually used):
+
+    log w ← log w + [λ_{t+1}·r̂(x', σ') − λ_t·r̂(x, σ)]/α + log p_θ(x'|x) − log q(x'|x)
+    log p_θ(x'|x) − log q(x'|x) = −⟨x' − μ, v⟩ + s²|v|²/2
+
+Consistent initial weight (`initial_log_weights`). Particles drawn from the initial
+sampler's tilt π(ε) ∝ N(ε; 0, I)·exp(r̂/α_mcmc) (initial.py) enter the first target
+exp(λ_0·r̂/α) with
+
+    log w_0 = r̂·(λ_0/α − 1/α_mcmc)   [K]     (untilted particles: λ_0·r̂/α)
+
+which is zero when λ_0 = α/α_mcmc: the chains already sampled the first target.
+
+Tempering. λ_{t+1} ∈ [λ_t, 1] is the largest value whose conditional ESS of the
+increments (Zhou, Johansen & Aston 2016) stays at `tempering_ess`, found by bisection
+after the move, but at least λ_t^((n−1)/n) with n stochastic steps left (a geometric path
 in log λ), so it reaches 1 at the last σ > 0 without a final jump.
 
-One look-ahead evaluation per particle per step: r̂(x', σ') and its gradient are
-what the next step needs, so they are cached and index-selected on resampling.
-The last step (σ' = 0) is deterministic, x' = x̂0, and r(x') = r̂(x, σ) exactly, so
-its weight increment is (1 − λ)·r̂/α = 0 and the final reward is the cached
-look-ahead of the output itself. Gradient-free mode (FK-steering style) proposes
-from p_θ and weights by (tempered) reward differences, with forward passes only.
+One look-ahead evaluation per particle per step: r̂(x', σ') and its gradient are what the
+next step needs, so they are cached and index-selected on resampling. The last step
+(σ' = 0) is deterministic, x' = x̂0, and r(x') = r̂(x, σ) exactly, so its weight increment
+is (1 − λ)·r̂/α = 0 and the final reward is the cached look-ahead of the output itself.
+Gradient-free mode (as in FK steering, Singhal et al. 2025) proposes from p_θ and weights by (tempered) reward
+differences, with forward passes only.
 
-Resampling happens at the start of a step when ESS < τ·K, so the initial weights
-(and every later one) are acted on before the particles move (Chopin &
+Resampling happens at the start of a step when ESS < τ·K, so the initial weights (and
+every later one) are acted on before the particles move (adaptive resampling, Chopin &
 Papaspiliopoulos 2020, ch. 10).
 """
 
@@ -129,7 +150,7 @@ class SMCResult:
     def weighted_mean(self, values: torch.Tensor) -> torch.Tensor:
         """Σ_k w̃_k·values_k (float64, on the CPU): the SMC estimate of E[h(x0)] under the
         target for per-particle values [K, ...] (e.g. rewards [K] or the particles).
-        Self-normalised importance estimate (Chopin & Papaspiliopoulos 2020, §8)."""
+        Self-normalised importance estimate (Chopin & Papaspiliopoulos 2020, ch. 8)."""
         if values.shape[0] != len(self.log_weights):
             raise ValueError(f"values must have one row per particle ({len(self.log_weights)}); "
                              f"got shape {tuple(values.shape)}")
@@ -139,9 +160,14 @@ class SMCResult:
 
 def initial_log_weights(reward: torch.Tensor, alpha: float, alpha_mcmc: float | None, mode: str,
                         lam: float = 1.0) -> torch.Tensor:
-    """log w_0 (float64, [K]) for the first target exp(λ_0·r̂/α): r̂·(λ_0/α − 1/α_mcmc) for
-    particles from the α_mcmc tilt (zero when λ_0/α = 1/α_mcmc), λ_0·r̂/α for untilted
-    ones or in reference mode (which ignores the particles' tilt)."""
+    """log w_0 (float64, [K]) for the first target exp(λ_0·r̂/α), reward r̂ [K]:
+
+        consistent, particles from the α_mcmc tilt:  r̂·(λ_0/α − 1/α_mcmc)  (0 at λ_0 = α/α_mcmc)
+        untilted particles (alpha_mcmc None):         λ_0·r̂/α
+        reference mode:                               λ_0·r̂/α whatever the particles' tilt
+
+    The consistent weight is the importance ratio of the first target to the law the
+    particles were drawn from, N(ε)·exp(r̂/α_mcmc) (Ψ-Sampler's initial particles)."""
     r = reward.detach().to("cpu", torch.float64)
     factor = lam / alpha if (alpha_mcmc is None or mode == "reference") else lam / alpha - 1.0 / alpha_mcmc
     return _scaled(r, factor)

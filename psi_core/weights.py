@@ -1,7 +1,8 @@
 """Log-space importance weights as one small value object.
 
 Weights are kept as float64 log-weights on the CPU (K numbers), whatever the model
-dtype or device; normalisation and ESS are computed once on construction.
+dtype or device; normalisation and the effective sample size (Kong, Liu & Wong 1994;
+Chopin & Papaspiliopoulos 2020, ch. 8) are computed once on construction.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Exact problems at strong rewards: the law the sampler itself targets, in closed form.
 
 A reward-aligned SMC over the model's own stochastic kernel targets the path law of
-the untilted sampler reweighted by exp(r(x_N)/α) (Ψ-Sampler, arXiv 2506.01320, §3;
-Wu et al. 2023, TDS). Its marginal at σ = 0 is p_model(x0)·exp(r(x0)/α)/Z, where
+the untilted sampler reweighted by exp(r(x_N)/α) (Ψ-Sampler, arXiv 2506.01320, its
+SMC stage; TDS, Wu et al. 2023). Its marginal at σ = 0 is p_model(x0)·exp(r(x0)/α)/Z, where
 p_model is the law the sampler produces *without* a reward: the discretised chain's
 own output, not the continuous-time prior. These problems give that law exactly:
 
