@@ -1,5 +1,5 @@
 """CPU timing of forward + backward per image for the optional reward backends, at the real
-model geometry with random weights (the companion of rewards/bench.py, whose
+model geometry with random weights (the companion of bench/rewards_bench.py, whose
 `time_forward_backward` it uses). Each backend needs its own interpreter:
 
     "$(bash scripts/side_env.sh extras | tail -n 1)"  bench/rewards_extras_bench.py --backend hpsv2
@@ -27,7 +27,6 @@ Prints one markdown table row per backend and a machine line (for docs/benchmark
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -36,21 +35,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from pack import REPO, load_pack
+
 TESTS = REPO / "tests" / "rewards"
 PROMPT = "a photo of a cat"
-
-
-def load_pack() -> None:
-    """The pack as package `psi_sampler`, as tests/rewards/external_python.py's PRELUDE loads it."""
-    if "psi_sampler" in sys.modules:
-        return
-    sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location(
-        "psi_sampler", str(REPO / "__init__.py"), submodule_search_locations=[str(REPO)])
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules["psi_sampler"] = pack
-    spec.loader.exec_module(pack)
 
 
 def bert_vocab_file(path: Path, size: int = 30522) -> None:
@@ -177,7 +165,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_pack()
-    from psi_sampler.rewards.bench import time_forward_backward
+    from rewards_bench import time_forward_backward
 
     label, build = BACKENDS[args.backend]
     load_start = os.getloadavg()

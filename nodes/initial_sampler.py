@@ -15,13 +15,14 @@ from ..comfy_host import taesd
 from ..comfy_host.checks import HostInputError, check_reward, check_vae, prepare_latent
 from ..comfy_host.memory import intermediate_device
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
-from ..psi_core import INITIAL_METHODS, InitialConfig
+from ..psi_core import InitialConfig
+from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
 from .options import (check_lookahead_decoder, conditioning_inputs, grad_batch_input,
                       lookahead_decoder_input, reward_inputs, schedule_inputs, seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
-from .runs import GUIDED_METHODS, RunOutcome, initial_function
+from .runs import RunOutcome, initial_function
 from .types import PsiTrace
 
 
@@ -52,7 +53,7 @@ class PsiInitialSampler(io.ComfyNode):
                 seed_input(),
                 *schedule_inputs("Steps of the SMC that will use these particles (with scheduler and denoise it "
                                  "fixes the starting sigma); use the same values on the Ψ SMC Sampler."),
-                io.Combo.Input("method", options=list(INITIAL_METHODS), default="pcnl",
+                io.Combo.Input("method", options=list(INITIAL_METHODS), default=PCNL,
                                tooltip="pcnl: Ψ-Sampler (preconditioned Crank–Nicolson Langevin); mala, ula: "
                                        "Langevin baselines; prior: plain N(0, I) noise (TDS/DAS-style SMC); topk: "
                                        "best K of N prior draws (forward passes only)."),
@@ -121,7 +122,7 @@ class PsiInitialSampler(io.ComfyNode):
                 "(use batch size 1 and set particles instead)")
         check_vae(vae, model)
         taesd.check_for_model(lookahead_decoder, model)
-        check_reward(reward, method in GUIDED_METHODS, f"the {method} initial method")
+        check_reward(reward, method in MCMC_KERNELS, f"the {method} initial method")
         if sigmas is None:
             sigmas = schedule(model, scheduler, steps, denoise)
         if sigmas.numel() < 2:

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..comfy_host import taesd
 from ..comfy_host.sampling import scheduler_names
 from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
-from ..psi_core.families import KERNELS
+from ..psi_core.names import ANCESTRAL, BASE_KERNELS
 from .types import PsiReward
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -105,7 +105,7 @@ def smc_control_inputs() -> list[io.Input]:
 def kernel_input() -> io.Input:
     """The base kernel of the SMC's steps (appended last so saved workflows keep their widget values)."""
     return io.Combo.Input(
-        "kernel", options=list(KERNELS), default="ancestral", optional=True,
+        "kernel", options=list(BASE_KERNELS), default=ANCESTRAL, optional=True,
         tooltip="The model's own step that the SMC proposes from. ancestral (Euler ancestral, with eta): for "
                 "ordinary models (SD1.5, SDXL, SD3.5, FLUX.1-dev, Chroma, Qwen-Image). lcm (re-noise the "
                 "prediction to the next sigma, ComfyUI's lcm sampler; eta unused): for distilled few-step models "

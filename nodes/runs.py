@@ -23,12 +23,11 @@ from ..comfy_host.progress import MCMCProgress, SMCProgress
 from ..comfy_host.sampler_bridge import SamplerBridge
 from ..comfy_host.sampling import evaluation_source
 from ..psi_core import InitialConfig, InitialParticles, SMCConfig, SMCResult, Trace, draw_initial, run_smc
+from ..psi_core.names import MCMC_KERNELS, PRIOR
 from ..visualizer.convert import choose_steps
 from .particles import PsiParticles, stage_generator
 
 LOG = logging.getLogger("psi_sampler")
-
-GUIDED_METHODS = ("pcnl", "mala", "ula")
 
 
 @dataclass
@@ -48,7 +47,7 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
     taesd.check_option(lookahead_decoder)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        if config.method in GUIDED_METHODS:
+        if config.method in MCMC_KERNELS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
             _use_decoder(bridge, lookahead_decoder)
@@ -144,7 +143,7 @@ def _starting_particles(bridge: SamplerBridge, x: torch.Tensor, sigmas: torch.Te
         start = bridge.start(sigmas)
         offset = 0.0 if start.offset is None else start.offset.to(x)
         eps = (x - offset) / start.scale
-        return InitialParticles("prior", eps, x, sigma0, None, None, Trace(method="prior"))
+        return InitialParticles(PRIOR, eps, x, sigma0, None, None, Trace(method=PRIOR))
     particles.check_compatible(bridge.family, sigma0, tuple(x.shape[1:]))
     initial = particles.to_initial(x.device, source)
     tolerance = 1e-4 * max(1.0, float(x.abs().max()))

@@ -2,6 +2,7 @@
 
 Pure torch + numpy; imports nothing from ComfyUI. The pieces:
 
+* names      — the method, kernel and resampling-scheme names, defined once
 * families   — noise scaling and the ancestral (and lcm) kernels of EPS/V and flow models
 * lookahead  — r̂(x, σ) = r(D(x, σ)) and ∇_x r̂ in micro-batches, with NFE counting
 * mcmc       — pCNL, MALA and ULA kernels over the starting noise
@@ -15,18 +16,19 @@ Pure torch + numpy; imports nothing from ComfyUI. The pieces:
 """
 
 from .budget import BudgetPlan, NFECounter, plan_budget
-from .families import FAMILIES, KERNELS, StartMap, ancestral_coefficients, start_map
-from .initial import INITIAL_METHODS, InitialConfig, InitialParticles, draw_initial, thinning_schedule
+from .families import FAMILIES, StartMap, ancestral_coefficients, start_map
+from .initial import InitialConfig, InitialParticles, draw_initial, thinning_schedule
 from .lookahead import Evaluation, Lookahead
-from .resampling import DEFAULT_SCHEME, RESAMPLERS, resample
+from .names import BASE_KERNELS, DEFAULT_SCHEME, INITIAL_METHODS, MCMC_KERNELS, METHODS
+from .resampling import RESAMPLERS, resample
 from .rng import make_generator
 from .smc import OUTPUTS, SMCConfig, SMCResult, run_smc
 from .trace import MCMCRecord, SMCRecord, Trace
 from .weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
 
 __all__ = [
-    "AllParticlesInvalidError", "BudgetPlan", "DEFAULT_SCHEME", "Evaluation", "FAMILIES", "INITIAL_METHODS",
-    "InitialConfig", "InitialParticles", "KERNELS", "LogWeights", "Lookahead", "MCMCRecord", "NFECounter", "OUTPUTS", "ProposalDivergedError",
-    "RESAMPLERS", "SMCConfig", "SMCRecord", "SMCResult", "StartMap", "Trace", "ancestral_coefficients",
-    "draw_initial", "make_generator", "plan_budget", "resample", "run_smc", "start_map", "thinning_schedule",
+    "AllParticlesInvalidError", "BASE_KERNELS", "BudgetPlan", "DEFAULT_SCHEME", "Evaluation", "FAMILIES",
+    "INITIAL_METHODS", "InitialConfig", "InitialParticles", "LogWeights", "Lookahead", "MCMCRecord", "MCMC_KERNELS",
+    "METHODS", "NFECounter", "OUTPUTS", "ProposalDivergedError", "RESAMPLERS", "SMCConfig", "SMCRecord", "SMCResult",
+    "StartMap", "Trace", "ancestral_coefficients", "draw_initial", "make_generator", "plan_budget", "resample", "run_smc", "start_map", "thinning_schedule",
 ]

@@ -1,9 +1,13 @@
 """Counting function evaluations and splitting an NFE budget between stages.
 
-One NFE is one particle passed through the denoiser, the decoder and the reward;
-the paper counts a forward+backward pass as one. Forward-only passes (Top-K,
-gradient-free SMC, the last look-ahead before σ = 0) are counted apart because
-they cost about a third as much.
+One NFE is one particle passed through the denoiser, the decoder and the reward,
+with or without the backward pass; Ψ-Sampler's comparisons (arXiv 2506.01320) give
+every method the same number of such evaluations, about half of them to the initial
+MCMC. Forward-only passes (Top-K, gradient-free SMC, the last look-ahead before σ = 0)
+are counted apart because they cost about a third as much.
+
+    SMC over S sigma steps:  K·(S − 1) (+ K for the start when no initial sampler evaluated it)
+    C chains of T iterations: C·(T + 1)
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import validation
+from .names import BON, MCMC_KERNELS, METHODS, PRIOR, TOPK
 
 
 @dataclass
@@ -76,22 +81,22 @@ def plan_budget(method: str, nfe: int, num_steps: int, num_chains: int = 1,
     validation.integer_at_least("num_steps", num_steps, 1)
     validation.integer_at_least("num_chains", num_chains, 1)
     validation.in_range("initial_fraction", initial_fraction, 0.0, 1.0, low_open=True, high_open=True)
-    if method in ("prior", "bon"):
+    if method in (PRIOR, BON):
         k = nfe // num_steps
         _enough(method, nfe, k)
         return BudgetPlan(k, 0, 0, 0, smc_nfe(k, num_steps, False))
     initial = int(round(nfe * initial_fraction))
-    if method == "topk":
+    if method == TOPK:
         # the K kept candidates are re-evaluated with a gradient at the SMC start
         k = (nfe - initial) // num_steps
         _enough(method, nfe, k)
         return BudgetPlan(k, 0, initial, initial, smc_nfe(k, num_steps, False))
-    if method in ("pcnl", "mala", "ula"):
+    if method in MCMC_KERNELS:
         steps = initial // num_chains - 1
         k = (nfe - initial) // max(num_steps - 1, 1)
         _enough(method, nfe, min(k, steps))
         return BudgetPlan(k, steps, 0, mcmc_nfe(num_chains, steps), smc_nfe(k, num_steps, True))
-    raise ValueError(f"method must be one of prior, topk, ula, mala, pcnl, bon; got {method!r}")
+    raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
 
 
 def _enough(method: str, nfe: int, count: int) -> None:

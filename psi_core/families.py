@@ -1,16 +1,21 @@
-"""How a sampler state relates to noise and the ancestral kernels ComfyUI uses.
+"""How a sampler state relates to noise, and the SMC's base kernels: the stochastic steps
+ComfyUI's samplers take.
 
-Two families cover ComfyUI's models (its `model_sampling` classes; the ancestral steps of
-k-diffusion, Karras et al. 2022, as ComfyUI's samplers take them):
+Two families cover ComfyUI's models (its `model_sampling` classes; the σ parameterisation
+and the ancestral steps of k-diffusion, Karras et al. 2022):
 
 * ``"eps"`` — EPS and V-prediction models: x = x0 + σ·ε.
 * ``"flow"`` — CONST (rectified-flow) models such as SD3 and FLUX: x = (1−σ)·x0 + σ·ε.
 
 The ancestral kernels are the Gaussian transitions p_θ(x' | x) = N(μ, s²·I) behind
 ComfyUI's ``sample_euler_ancestral`` (eps) and ``sample_euler_ancestral_RF`` (flow),
-written here as (μ, s) so the SMC can shift the mean and score proposals. The
-``lcm`` kernel is ComfyUI's ``sample_lcm``: the prediction re-noised to the next
-sigma, the usual sampler of distilled few-step models.
+written here as (μ, s) so the SMC can shift the mean and score proposals:
+
+    μ = a·x + b·x̂0   [K, ...]  (x, x̂0 [K, ...]; a, b, s scalars of σ, σ', η)
+
+The ``lcm`` kernel is ComfyUI's ``sample_lcm``, the multistep sampler of latent
+consistency models (Luo et al. 2023): the prediction re-noised to the next sigma, the
+usual sampler of distilled few-step models.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .names import ANCESTRAL, BASE_KERNELS, LCM
+
 FAMILIES = ("eps", "flow")
-KERNELS = ("ancestral", "lcm")
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def start_map(family: str, sigma0: float, latent: torch.Tensor | None, max_denoi
 
 @dataclass(frozen=True)
 class KernelCoefficients:
-    """μ = a·x + b·x̂0 and the noise scale s of one ancestral step σ → σ'."""
+    """μ = a·x + b·x̂0 [K, ...] and the noise scale s of one step σ → σ': p_θ(x'|x) = N(μ, s²I)."""
 
     a: float
     b: float
@@ -123,8 +129,8 @@ def lcm_coefficients(family: str, sigma_next: float) -> KernelCoefficients:
 
 def kernel_coefficients(kernel: str, family: str, sigma: float, sigma_next: float, eta: float) -> KernelCoefficients:
     """(μ, s) of one step of `kernel` (ancestral: with noise η; lcm: η is not used)."""
-    if kernel == "ancestral":
+    if kernel == ANCESTRAL:
         return ancestral_coefficients(family, sigma, sigma_next, eta)
-    if kernel == "lcm":
+    if kernel == LCM:
         return lcm_coefficients(family, sigma_next)
-    raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}")
+    raise ValueError(f"kernel must be one of {', '.join(BASE_KERNELS)}; got {kernel!r}")

@@ -1,14 +1,22 @@
 """Initial particles for the SMC: the Ψ-Sampler posterior over the starting noise
-and the baselines it is compared with (Yoon et al., Ψ-Sampler, arXiv 2506.01320).
+and the baselines it is compared with (Yoon et al. 2025, Ψ-Sampler, arXiv 2506.01320:
+initial particles from the reward-aware posterior instead of the Gaussian prior).
 
-    pcnl, mala, ula  C chains on π(ε) ∝ N(ε; 0, I)·exp(r̂(x_0(ε), σ_0)/α_mcmc), run
-                     as one batch; after `burn_in` iterations K states are taken,
-                     spread over chains and time (thinning).
-    prior            ε ~ N(0, I)  (prior-initialised SMC = TDS/DAS-style baseline)
+The starting state is x_0(ε) = scale·ε + offset (families.StartMap, ComfyUI's noise
+scaling), ε [K, ...] standard noise. The reward-aware posterior over ε is
+
+    π(ε) ∝ N(ε; 0, I)·exp(r̂(x_0(ε), σ_0)/α_mcmc),   ∇_ε log-tilt = scale·∇_x r̂/α_mcmc
+
+    pcnl, mala, ula  C chains on π (mcmc.py), run as one batch; after `burn_in`
+                     iterations K states are taken, spread over chains and time
+                     (thinning); δ is tuned during burn-in by Robbins–Monro on log δ
+                     towards `target_acceptance`, then frozen.
+    prior            ε ~ N(0, I)  (prior-initialised SMC, the TDS / DAS baseline)
     topk             N prior draws scored forward-only; the K best are kept.
 
 Chain states carry their look-ahead evaluation (x̂0, r̂, ∇_x r̂), so the SMC starts
-from them without evaluating again.
+from them without evaluating again; smc.initial_log_weights weights them against the
+SMC's first target.
 """
 
 from __future__ import annotations
@@ -21,15 +29,12 @@ import torch
 from . import validation
 from .families import StartMap
 from .lookahead import Evaluation, Lookahead
-from .mcmc import KERNELS, STEPS, ChainState
+from .mcmc import STEPS, ChainState
+from .names import ADAPTIVE_KERNELS, INITIAL_METHODS, MALA, MCMC_KERNELS, PCNL, PRIOR, TOPK, ULA
 from .rng import randn
 from .trace import MCMCRecord, Trace
 
-INITIAL_METHODS = ("pcnl", "mala", "ula", "prior", "topk")
-MAX_STEP_SIZE = {"pcnl": 4.0, "mala": 10.0, "ula": 10.0}
-# δ is tuned on the Metropolis–Hastings acceptance; ULA accepts every finite move, so adapting
-# its δ towards a target acceptance would only grow it
-ADAPTIVE_METHODS = ("pcnl", "mala")
+MAX_STEP_SIZE = {PCNL: 4.0, MALA: 10.0, ULA: 10.0}
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class InitialConfig:
     acceptance test), topk_candidates N (topk only; 0 = 4·K).
     """
 
-    method: str = "pcnl"
+    method: str = PCNL
     num_particles: int = 4
     num_chains: int = 4
     mcmc_steps: int = 20
@@ -60,7 +65,7 @@ class InitialConfig:
     def validated(self) -> "InitialConfig":
         validation.choice("method", self.method, INITIAL_METHODS)
         validation.integer_at_least("num_particles", self.num_particles, 1)
-        if self.method in KERNELS:
+        if self.method in MCMC_KERNELS:
             validation.integer_at_least("num_chains", self.num_chains, 1)
             validation.integer_at_least("mcmc_steps", self.mcmc_steps, 1)
             validation.integer_at_least("burn_in", self.burn_in, 0)
@@ -78,7 +83,7 @@ class InitialConfig:
                 validation.positive_finite("grad_clip", self.grad_clip)
             if self.adapt_step_size:
                 validation.in_range("target_acceptance", self.target_acceptance, 0.0, 1.0, low_open=True, high_open=True)
-        if self.method == "topk":
+        if self.method == TOPK:
             validation.integer_at_least("topk_candidates", self.topk_candidates, 0)
             if self.topk_candidates and self.topk_candidates < self.num_particles:
                 raise ValueError(f"topk_candidates must be >= num_particles ({self.num_particles}); "
@@ -109,7 +114,7 @@ class InitialParticles:
     sigma0: float
     evaluation: Evaluation | None = None
     alpha_mcmc: float | None = None
-    trace: Trace = field(default_factory=lambda: Trace(method="prior"))
+    trace: Trace = field(default_factory=lambda: Trace(method=PRIOR))
     tilt_reward: torch.Tensor | None = None
 
 
@@ -136,10 +141,10 @@ def draw_initial(config: InitialConfig, lookahead: Lookahead, start: StartMap, s
     config = config.validated()
     check_start_shape(start, shape)
     k = config.num_particles
-    if config.method == "prior":
+    if config.method == PRIOR:
         eps = randn((k, *shape), generator, device)
-        return InitialParticles("prior", eps, start(eps), float(sigma0), trace=Trace(method="prior"))
-    if config.method == "topk":
+        return InitialParticles(PRIOR, eps, start(eps), float(sigma0), trace=Trace(method=PRIOR))
+    if config.method == TOPK:
         return _top_k(config, lookahead, start, shape, sigma0, generator, device)
     return _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iteration)
 
@@ -161,13 +166,14 @@ def _top_k(config, lookahead, start, shape, sigma0, generator, device) -> Initia
     evaluation = lookahead(x, sigma0, need_grad=False)
     # invalid candidates have reward −inf and sort last
     best = torch.argsort(evaluation.reward.cpu(), descending=True, stable=True)[: config.num_particles]
-    trace = Trace(method="topk")
-    return InitialParticles("topk", eps[best.to(eps.device)], x[best.to(x.device)], float(sigma0),
+    trace = Trace(method=TOPK)
+    return InitialParticles(TOPK, eps[best.to(eps.device)], x[best.to(x.device)], float(sigma0),
                             evaluation.select(best), None, trace)
 
 
 def make_potential(lookahead: Lookahead, start: StartMap, sigma0: float, alpha_mcmc: float):
-    """ε ↦ ChainState with f = r̂(x_0(ε), σ_0)/α_mcmc and ∇_ε f = scale·∇_x r̂/α_mcmc."""
+    """ε [C, ...] ↦ ChainState with f = r̂(x_0(ε), σ_0)/α_mcmc [C] and ∇_ε f = scale·∇_x r̂/α_mcmc
+    [C, ...] (the chain rule through x_0(ε) = scale·ε + offset)."""
     def potential(eps: torch.Tensor) -> ChainState:
         evaluation = lookahead(start(eps), sigma0, need_grad=True)
         f = evaluation.reward / alpha_mcmc
@@ -195,8 +201,9 @@ def _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iterati
         record = MCMCRecord(iteration=i, step_size=step_size, accepted=info.accepted.cpu(),
                             reward=state.evaluation.reward.detach().cpu(), burn_in=burn)
         trace.mcmc.append(record)
-        if burn and config.adapt_step_size and config.method in ADAPTIVE_METHODS:
-            # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel
+        if burn and config.adapt_step_size and config.method in ADAPTIVE_KERNELS:
+            # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel.
+            # ULA accepts every finite move, so adapting its δ to an acceptance would only grow it
             gain = 1.0 / (i + 1) ** 0.6
             log_step += gain * (float(info.accepted.float().mean()) - config.target_acceptance)
             step_size = min(math.exp(log_step), MAX_STEP_SIZE[config.method] * 0.999)

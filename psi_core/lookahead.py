@@ -1,7 +1,12 @@
 """The look-ahead reward r̂(x, σ) = r(D(x, σ)) and its gradient, in micro-batches.
 
+r̂ is the intermediate reward of Ψ-Sampler and of TDS (Wu et al. 2023) and DAS (Kim et
+al. 2025): the reward of the denoiser's prediction of the clean sample,
+
+    r̂(x, σ) = r(x̂0(x, σ))  [B],   ∇_x r̂ = (∂x̂0/∂x)ᵀ ∇r(x̂0)  [B, ...]  (backpropagated through D)
+
 `denoiser(x[B, ...], sigma[B]) -> x̂0[B, ...]` is ComfyUI's CFG-combined denoiser
-(Tweedie's estimate E[x0 | x]); `reward(x̂0[B, ...]) -> [B]` scores predicted clean
+(Tweedie's estimate E[x0 | x], Efron 2011); `reward(x̂0[B, ...]) -> [B]` scores predicted clean
 latents (the host bridge composes VAE decoding and an image reward). Particles
 are independent batch elements, so ∇ of the batch sum gives every particle's own
 gradient; micro-batches of `grad_batch_size` bound the memory of the backward pass

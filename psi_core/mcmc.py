@@ -1,18 +1,31 @@
 """MCMC kernels over the starting noise ε for π(ε) ∝ N(ε; 0, I)·exp(f(ε)).
 
-f(ε) = r̂(x_0(ε), σ_0)/α_mcmc is the tilt (Ψ-Sampler, arXiv 2506.01320; pCN: Cotter,
-Roberts, Stuart & White 2013). Every kernel is a pure
-step `(state, potential, step_size, generator) -> (state, info)` over a batch of
-C independent chains; all Metropolis–Hastings arithmetic is float32 (float64 for
-the per-chain sums), whatever the model dtype.
+f(ε) = r̂(x_0(ε), σ_0)/α_mcmc is the tilt of Ψ-Sampler's initial particles (Yoon et al.
+2025, arXiv 2506.01320: the reward-aware posterior over the initial noise, sampled by
+pCNL). Every kernel is a pure step `(state, potential, step_size, generator) -> (state,
+info)` over a batch of C independent chains: ε, z, g [C, ...], f and log a [C]. All
+Metropolis–Hastings arithmetic is float32 (float64 for the per-chain sums), whatever the
+model dtype. g(u) = ∇_u f(u) [C, ...]; z ~ N(0, I) [C, ...]; δ = step_size.
 
-pcnl  preconditioned Crank–Nicolson Langevin, ρ = (1 − δ/4)/(1 + δ/4):
-      ε' = ρε + √(1−ρ²)·(z + (√δ/2)·g(ε)),
-      log a = J(ε', ε) − J(ε, ε'),
-      J(u', u) = f(u') − (δ/8)|g(u')|² + (√δ/2)/√(1−ρ²)·⟨u − ρu', g(u')⟩.
-      Exact for π; the Gaussian prior cancels, so acceptance holds up in high d.
-mala  u' = u + (δ/2)(g(u) − u) + √δ·z with the MH correction for log π = −|u|²/2 + f.
-ula   MALA's move, always accepted (biased baseline).
+pcnl  preconditioned Crank–Nicolson Langevin (Cotter, Roberts, Stuart & White 2013, the
+      pCNL variant of their pCN; Ψ-Sampler's initial sampler). With ρ = (1 − δ/4)/(1 + δ/4):
+
+        proposal    ε' = ρ·ε + √(1−ρ²)·(z + (√δ/2)·g(ε))
+        acceptance  log a = J(ε', ε) − J(ε, ε'),
+                    J(u', u) = f(u') − (δ/8)|g(u')|² + (√δ/2)/√(1−ρ²)·⟨u − ρu', g(u')⟩
+
+      The N(0, I) prior is preserved by the Crank–Nicolson move and cancels from a, which
+      depends on f and g only, so acceptance does not degrade with the dimension.
+mala  Metropolis-adjusted Langevin (Roberts & Tweedie 1996) on log π(u) = f(u) − |u|²/2:
+
+        proposal    u' = m(u) + √δ·z,   m(u) = u + (δ/2)·(g(u) − u)
+        acceptance  log a = log π(u') − log π(u) + log q(u | u') − log q(u' | u),
+                    log q(a | b) = −|a − m(b)|²/(2δ)
+ula   the unadjusted Langevin algorithm (Roberts & Tweedie 1996): MALA's proposal, always
+      accepted (biased; a baseline).
+
+A proposal whose reward is not finite is rejected. g may be RMS-clipped per chain
+(`grad_clip`); the clipped g is the one used in the proposal and in the acceptance ratio.
 """
 
 from __future__ import annotations
@@ -24,9 +37,8 @@ from typing import Callable
 import torch
 
 from .lookahead import Evaluation
+from .names import MALA, PCNL, ULA
 from .rng import randn_like, uniform
-
-KERNELS = ("pcnl", "mala", "ula")
 
 
 @dataclass
@@ -95,12 +107,14 @@ def _accept(state: ChainState, proposal: ChainState, log_ratio: torch.Tensor,
 
 
 def pcnl_rho(step_size: float) -> float:
+    """ρ = (1 − δ/4)/(1 + δ/4), the Crank–Nicolson contraction of the pCNL proposal."""
     return (1.0 - step_size / 4.0) / (1.0 + step_size / 4.0)
 
 
 def pcnl_step(state: ChainState, potential: Potential, step_size: float, generator: torch.Generator,
               grad_clip: float | None = None) -> tuple[ChainState, StepInfo]:
-    """One pCNL iteration for every chain (one gradient evaluation per chain)."""
+    """One pCNL iteration for every chain (one gradient evaluation per chain): the proposal
+    ε' [C, ...] and log a = J(ε', ε) − J(ε, ε') [C] of the module docstring."""
     delta = float(step_size)
     rho = pcnl_rho(delta)
     root = math.sqrt(1.0 - rho * rho)
@@ -126,7 +140,8 @@ def _langevin_mean(eps: torch.Tensor, g: torch.Tensor, delta: float) -> torch.Te
 
 def mala_step(state: ChainState, potential: Potential, step_size: float, generator: torch.Generator,
               grad_clip: float | None = None, metropolis: bool = True) -> tuple[ChainState, StepInfo]:
-    """One MALA (or, with metropolis=False, ULA) iteration for every chain."""
+    """One MALA (or, with metropolis=False, ULA) iteration for every chain: u' = m(u) + √δ·z
+    [C, ...] and the Metropolis–Hastings log a [C] of the module docstring."""
     delta = float(step_size)
     g = rms_clip(state.grad, grad_clip)
     z = randn_like(state.eps, generator)
@@ -153,4 +168,4 @@ def ula_step(state: ChainState, potential: Potential, step_size: float, generato
     return mala_step(state, potential, step_size, generator, grad_clip, metropolis=False)
 
 
-STEPS = {"pcnl": pcnl_step, "mala": mala_step, "ula": ula_step}
+STEPS = {PCNL: pcnl_step, MALA: mala_step, ULA: ula_step}

@@ -1,4 +1,5 @@
-"""Resampling schemes behind one signature.
+"""Resampling schemes behind one signature (Chopin & Papaspiliopoulos 2020, ch. 9; SSP:
+Gerber, Chopin & Whiteley 2019; the names are defined in names.py).
 
 Every scheme maps normalised weights w̃ (shape [K], summing to 1) to `num` ancestor
 indices whose counts N_k satisfy E[N_k] = num·w̃_k (unbiasedness). Randomness comes
@@ -12,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from .names import DEFAULT_SCHEME, MULTINOMIAL, RESIDUAL, SSP, STRATIFIED, SYSTEMATIC
 from .rng import uniform
 
 Resampler = Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
@@ -98,18 +100,18 @@ def _counts_to_indices(counts: torch.Tensor) -> torch.Tensor:
 
 
 RESAMPLERS: dict[str, Resampler] = {
-    "systematic": systematic,
-    "stratified": stratified,
-    "multinomial": multinomial,
-    "residual": residual,
-    "ssp": ssp,
+    SYSTEMATIC: systematic,
+    STRATIFIED: stratified,
+    MULTINOMIAL: multinomial,
+    RESIDUAL: residual,
+    SSP: ssp,
 }
-DEFAULT_SCHEME = "systematic"
 
 
 def resample(weights: torch.Tensor, scheme: str = DEFAULT_SCHEME, num: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Ancestor indices [num] (LongTensor, CPU) drawn with the named scheme."""
+    """Ancestor indices A [num] (LongTensor, CPU) drawn with the named scheme from weights w̃ [K]:
+    particle k is copied N_k = #{i: A_i = k} times, E[N_k] = num·w̃_k."""
     if scheme not in RESAMPLERS:
         raise ValueError(f"resampling scheme must be one of {', '.join(RESAMPLERS)}; got {scheme!r}")
     if generator is None:

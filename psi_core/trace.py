@@ -82,10 +82,6 @@ class Trace:
         values = [r.ess for r in self.smc] + [r.ess_after for r in self.smc]
         return min(values) if values else None
 
-    def acceptance_per_chain(self) -> torch.Tensor | None:
-        rows = [r.accepted.float() for r in self.mcmc if not r.burn_in] or [r.accepted.float() for r in self.mcmc]
-        return torch.stack(rows).mean(dim=0) if rows else None
-
     def genealogy(self) -> torch.Tensor:
         """[S, K] ancestor indices, one row per SMC step."""
         if not self.smc:

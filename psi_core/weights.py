@@ -1,7 +1,8 @@
 """Log-space importance weights as one small value object.
 
 Weights are kept as float64 log-weights on the CPU (K numbers), whatever the model
-dtype or device; normalisation and ESS are computed once on construction.
+dtype or device; normalisation and the effective sample size (Kong, Liu & Wong 1994;
+Chopin & Papaspiliopoulos 2020, ch. 8) are computed once on construction.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ class LogWeights:
 
     normalized:  w̃_k = exp(log w_k − logsumexp(log w))
     ess:         1 / Σ w̃_k²           (K for equal weights, 1 for one dominant particle)
-    log_mean:    logsumexp(log w) − log K   (the log of the incremental evidence)
     """
 
     log_w: torch.Tensor
     normalized: torch.Tensor = field(init=False, repr=False)
     ess: float = field(init=False)
-    log_mean: float = field(init=False)
 
     def __post_init__(self) -> None:
         log_w = self.log_w.detach().to("cpu", torch.float64).reshape(-1)
@@ -49,7 +48,6 @@ class LogWeights:
         normalized = torch.exp(log_w - total)
         object.__setattr__(self, "normalized", normalized)
         object.__setattr__(self, "ess", float(1.0 / (normalized ** 2).sum()))
-        object.__setattr__(self, "log_mean", float(total) - math.log(log_w.numel()))
 
     @classmethod
     def uniform(cls, num: int) -> "LogWeights":
@@ -63,9 +61,3 @@ class LogWeights:
         inc = increment.detach().to("cpu", torch.float64).reshape(-1)
         return LogWeights(self.log_w + inc)
 
-    def select(self, index: torch.Tensor) -> "LogWeights":
-        return LogWeights(self.log_w[index.cpu()])
-
-    @property
-    def num_invalid(self) -> int:
-        return int((self.log_w == -math.inf).sum())

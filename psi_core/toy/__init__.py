@@ -4,7 +4,7 @@ target, metrics against it, the `python -m psi_core.toy` CLI and the demo."""
 
 from .mixture import DiagonalMixture, GaussianReward, expected_reward, tilt
 from .problems import ToyProblem, figure1, schedule
-from .run import METHODS, ToySettings, run_toy
+from .run import ToySettings, run_toy
 
-__all__ = ["DiagonalMixture", "GaussianReward", "METHODS", "ToyProblem", "ToySettings", "expected_reward",
+__all__ = ["DiagonalMixture", "GaussianReward", "ToyProblem", "ToySettings", "expected_reward",
            "figure1", "run_toy", "schedule", "tilt"]

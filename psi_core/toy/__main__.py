@@ -10,14 +10,15 @@ import json
 import sys
 
 from ..families import FAMILIES
+from ..names import METHODS, PCNL
 from ..weights import AllParticlesInvalidError, ProposalDivergedError
 from .problems import DENOISERS, figure1
-from .run import METHODS, ToySettings, run_toy
+from .run import ToySettings, run_toy
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m psi_core.toy", description=__doc__.splitlines()[0])
-    parser.add_argument("--method", choices=METHODS, default="pcnl", help="initial-particle method (bon: Best-of-N, no SMC)")
+    parser.add_argument("--method", choices=METHODS, default=PCNL, help="initial-particle method (bon: Best-of-N, no SMC)")
     parser.add_argument("--nfe", type=int, default=500, help="total budget of function evaluations")
     parser.add_argument("--dim", type=int, default=2, help="dimension, 2 to 16384")
     parser.add_argument("--seed", type=int, default=0)

@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 
 from ..families import FAMILIES
+from ..names import BON, MALA, METHODS, PCNL, PRIOR, TOPK, ULA
 from ..rng import make_generator
 from .plot import BOUNDS, Panel, draw_panels
 from .problems import DENOISERS, figure1
 from .run import ToySettings, sample_toy, toy_metrics
 
-TABLE_METHODS = ("prior", "topk", "ula", "mala", "pcnl", "bon")
-LABELS = {"prior": "prior SMC (TDS)", "topk": "Top-K + SMC", "ula": "ULA + SMC", "mala": "MALA + SMC",
-          "pcnl": "Psi-Sampler (pCNL)", "bon": "Best-of-N"}
+LABELS = {PRIOR: "prior SMC (TDS)", TOPK: "Top-K + SMC", ULA: "ULA + SMC", MALA: "MALA + SMC",
+          PCNL: "Psi-Sampler (pCNL)", BON: "Best-of-N"}
 COLUMNS = ("energy_distance", "reward_gap", "mode_mass_error", "modes_covered", "acceptance", "nfe")
 # The regime shown by default: where docs/benchmarks.md's equal-NFE table ("The equal-NFE verdict beyond
 # 2-D") separates Ψ from prior SMC most clearly (largest difference in energy distance in standard errors).
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     problem = figure1(args.kind, dim=args.dim, denoiser=args.denoiser)
     runs = {m: [sample_toy(problem, ToySettings(method=m, nfe=args.nfe, seed=s)) for s in range(args.seeds)]
-            for m in TABLE_METHODS}
-    rows = {m: [toy_metrics(problem, run, s) for s, run in enumerate(runs[m])] for m in TABLE_METHODS}
+            for m in METHODS}
+    rows = {m: [toy_metrics(problem, run, s) for s, run in enumerate(runs[m])] for m in METHODS}
 
     default = (args.denoiser, args.dim, args.kind) == (*REGIME, "flow")
     print(f"Regime: {args.denoiser} denoiser, d = {args.dim}, {args.kind}, {args.nfe} NFE — "
@@ -84,14 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     header = f"{'method':<18}" + "".join(f"{c:>22}" for c in COLUMNS)
     print(header)
     print("-" * len(header))
-    for m in TABLE_METHODS:
+    for m in METHODS:
         print(f"{LABELS[m]:<18}" + "".join(f"{_fmt([r[c] for r in rows[m]]):>22}" for c in COLUMNS))
-    totals = rows["pcnl"][0]["modes_total"]
+    totals = rows[PCNL][0]["modes_total"]
     print(f"(modes_covered counts target modes holding ≥ 5% of the target mass; there are {totals})")
-    ratio = (statistics.mean(r["energy_distance"] for r in rows["pcnl"])
-             / statistics.mean(r["energy_distance"] for r in rows["prior"]))
+    ratio = (statistics.mean(r["energy_distance"] for r in rows[PCNL])
+             / statistics.mean(r["energy_distance"] for r in rows[PRIOR]))
     print(f"Psi-Sampler / prior SMC mean energy distance: {ratio:.2f} "
-          f"(K = {rows['pcnl'][0]['particles']} vs {rows['prior'][0]['particles']} particles at this budget)")
+          f"(K = {rows[PCNL][0]['particles']} vs {rows[PRIOR][0]['particles']} particles at this budget)")
     print(CHOICE)
 
     gen = make_generator(12345)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     target_samples, _ = problem.target.sample(1000, gen)
     panels = [Panel("prior p0 (exact samples)", prior_samples, None, (90, 90, 90)),
               Panel("target p0*exp(r/alpha) (exact)", target_samples, None, (30, 120, 30))]
-    for method, colour in (("prior", (200, 60, 40)), ("mala", (200, 140, 0)), ("pcnl", (40, 80, 200))):
+    for method, colour in ((PRIOR, (200, 60, 40)), (MALA, (200, 140, 0)), (PCNL, (40, 80, 200))):
         shown = runs[method][: args.figure_seeds]
         panels.append(Panel(f"{LABELS[method]}", torch.cat([r.samples for r in shown]),
                             torch.cat([r.weights for r in shown]), colour))

@@ -1,8 +1,8 @@
 """Exact problems at strong rewards: the law the sampler itself targets, in closed form.
 
 A reward-aligned SMC over the model's own stochastic kernel targets the path law of
-the untilted sampler reweighted by exp(r(x_N)/α) (Ψ-Sampler, arXiv 2506.01320, §3;
-Wu et al. 2023, TDS). Its marginal at σ = 0 is p_model(x0)·exp(r(x0)/α)/Z, where
+the untilted sampler reweighted by exp(r(x_N)/α) (Ψ-Sampler, arXiv 2506.01320, its
+SMC stage; TDS, Wu et al. 2023). Its marginal at σ = 0 is p_model(x0)·exp(r(x0)/α)/Z, where
 p_model is the law the sampler produces *without* a reward: the discretised chain's
 own output, not the continuous-time prior. These problems give that law exactly:
 
@@ -19,20 +19,15 @@ The reward is r(x0) = −|A·x0 − b|²/(2ℓ²) on 3 orthonormal directions (r
 of the 8 (ℓ = 0.5): under the prior E[r] ≈ −16 ± 16, log-weights spread over tens
 of nats at α ≤ 1, as image rewards do at the paper's temperatures.
 
-    python -m psi_core.toy.exact [--alphas 1 0.3 0.1] [--seeds 16] [--particles 4000]
-
-prints E[r] and the posterior mean (estimate ± s.e. over seeds, exact value) and the
-minimum ESS of prior-initialised guided SMC for every problem, family and α.
+bench/toy_exact_bench.py prints, for every problem, family and α, E[r] and the posterior
+mean of prior-initialised guided SMC against these exact values.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import statistics
-import sys
-import time
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +37,7 @@ from ..budget import NFECounter
 from ..families import FAMILIES, kernel_coefficients, start_map
 from ..initial import InitialConfig, draw_initial
 from ..lookahead import Lookahead
+from ..names import ANCESTRAL, PRIOR
 from ..rng import make_generator
 from ..smc import SMCConfig, run_smc
 from .mixture import DiagonalMixture
@@ -177,7 +173,7 @@ def base_law(problem: ExactProblem, eta: float = 1.0) -> Gaussian:
         if sigma_next == 0:
             mean, var = m + gain * (mean - a * m), gain * gain * var
             break
-        k = kernel_coefficients("ancestral", problem.family, sigma, sigma_next, eta)
+        k = kernel_coefficients(ANCESTRAL, problem.family, sigma, sigma_next, eta)
         slope = k.a + k.b * gain
         mean = slope * mean + k.b * (m - gain * a * m)
         var = slope * slope * var + k.s ** 2
@@ -207,7 +203,7 @@ def reference_sampler(problem: ExactProblem, alphas: list[float], num: int, seed
             if sigma_next == 0:
                 x = x0_hat
                 break
-            k = kernel_coefficients("ancestral", problem.family, sigma, sigma_next, 1.0)
+            k = kernel_coefficients(ANCESTRAL, problem.family, sigma, sigma_next, 1.0)
             x = k.a * x + k.b * x0_hat + k.s * torch.randn(x.shape, generator=generator, dtype=torch.float64)
         finals.append(x)
     x = torch.cat(finals)
@@ -258,7 +254,7 @@ def smc_estimate(problem: ExactProblem, config: SMCConfig, num_particles: int, s
     lookahead = Lookahead(problem.denoiser, twist, grad_batch_size=num_particles, counter=NFECounter(),
                           final_reward=final)
     generator = make_generator(seed)
-    start_config = dataclasses.replace(initial or InitialConfig(method="prior"), num_particles=num_particles)
+    start_config = dataclasses.replace(initial or InitialConfig(method=PRIOR), num_particles=num_particles)
     initial = draw_initial(start_config, lookahead, problem.start(), (problem.dim,), float(problem.sigmas[0]),
                            generator)
     result = run_smc(initial, problem.sigmas, lookahead, config, problem.family, generator)
@@ -288,50 +284,3 @@ def exact_reference(problem: ExactProblem, alphas: list[float], num: int) -> dic
     if problem.name == "gaussian":
         return {alpha: exact_moments(problem, alpha) for alpha in alphas}
     return reference_sampler(problem, alphas, num)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m psi_core.toy.exact", description=__doc__.splitlines()[0])
-    parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 0.3, 0.1])
-    parser.add_argument("--seeds", type=int, default=16)
-    parser.add_argument("--particles", type=int, default=4000)
-    parser.add_argument("--reference", type=int, default=2_000_000, help="mixture reference runs")
-    parser.add_argument("--untempered", action="store_true", help="λ = 1 throughout (no tempering)")
-    parser.add_argument("--guidance-clip", type=float, default=None,
-                        help="max RMS of the proposal shift in units of the kernel's noise (0 = off)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    print("| problem | family | α | E[r] SMC ± s.e. | E[r] exact | z(E[r]) | max abs z(mean) | min ESS (median, min) | "
-          "λ | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in EXACT_PROBLEMS:
-        for family in FAMILIES:
-            problem = exact_problem(name, family)
-            references = exact_reference(problem, args.alphas, args.reference)
-            for alpha in args.alphas:
-                options = {} if args.guidance_clip is None else {"guidance_clip": args.guidance_clip}
-                if args.untempered:
-                    options["tempering"] = False
-                config = SMCConfig(alpha=alpha, output="all", **options)
-                started = time.perf_counter()
-                runs = [smc_estimate(problem, config, args.particles, s) for s in range(args.seeds)]
-                estimate, exact = over_seeds(runs), references[alpha]
-                z_r, z_m = z_scores(estimate, exact)
-                ess = [r.min_ess for r in runs]
-                print(f"| {name} | {family} | {alpha:g} | {estimate.reward:.3f} ± {estimate.reward_se:.3f} | "
-                      f"{exact.reward:.3f} ± {exact.reward_se:.3f} | {z_r:+.1f} | {float(z_m.abs().max()):.1f} | "
-                      f"{statistics.median(ess):.0f}, {min(ess):.0f} | {_lambda_summary(runs[0].trace)} | "
-                      f"{time.perf_counter() - started:.0f} |", flush=True)
-    return 0
-
-
-def _lambda_summary(trace) -> str:
-    lambdas = getattr(trace, "lambdas", None)
-    if not lambdas:
-        return "—"
-    first_one = next((i for i, lam in enumerate(lambdas) if lam >= 1.0), len(lambdas))
-    return f"λ0 {lambdas[0]:.2g}, 1 at step {first_one}/{len(lambdas) - 1}"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

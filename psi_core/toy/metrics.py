@@ -1,4 +1,5 @@
-"""Distances between a weighted particle set and the exact target mixture."""
+"""Distances between a weighted particle set and the exact target mixture (the energy
+distance of Székely & Rizzo 2013; mode masses of the mixture's components)."""
 
 from __future__ import annotations
 

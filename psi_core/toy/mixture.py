@@ -46,13 +46,6 @@ class DiagonalMixture:
         log_det = torch.log(var).sum(-1)                            # [M]
         return torch.log(self.weights)[None] - 0.5 * (quad + log_det[None] + self.dim * math.log(2 * math.pi))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.logsumexp(self.component_log_prob(x), dim=1)
-
-    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, M] p(component k | x0 = x)."""
-        return torch.softmax(self.component_log_prob(x), dim=1)
-
     def denoise(self, x: torch.Tensor, a: float, b: float) -> torch.Tensor:
         """E[x0 | a·x0 + b·ε = x] for x [N, d] (keeps x's dtype; differentiable)."""
         x64 = x.to(torch.float64)

@@ -17,13 +17,13 @@ starts from pure noise (flow σ = 1), where the Tweedie look-ahead is constant.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from .. import validation
 from ..families import FAMILIES, start_map
+from ..names import ANCESTRAL, LCM
 from .mixture import DiagonalMixture, GaussianReward, expected_reward, tilt
 
 DIM_RANGE = (2, 16384)
@@ -61,7 +61,7 @@ class ToyProblem:
     @property
     def kernel(self) -> str:
         """The SMC's base kernel: ancestral steps for the Tweedie model, lcm for the distilled one."""
-        return "lcm" if self.denoiser_kind == "distilled" else "ancestral"
+        return LCM if self.denoiser_kind == "distilled" else ANCESTRAL
 
     def tweedie(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         a, b = self.coefficients(sigma)

@@ -9,21 +9,20 @@ import torch
 
 from .. import validation
 from ..budget import NFECounter, plan_budget
-from ..initial import InitialConfig, InitialParticles, draw_initial
+from ..initial import InitialConfig, draw_initial
 from ..lookahead import Lookahead
+from ..names import BON, DEFAULT_SCHEME, METHODS, PCNL, PRIOR
 from ..rng import make_generator
 from ..smc import SMCConfig, run_smc
 from .metrics import energy_distance, mode_report
 from .problems import ToyProblem
-
-METHODS = ("prior", "topk", "ula", "mala", "pcnl", "bon")
 
 
 @dataclass(frozen=True)
 class ToySettings:
     """Knobs of a toy run (defaults follow the paper's ratios)."""
 
-    method: str = "pcnl"
+    method: str = PCNL
     nfe: int = 500
     seed: int = 0
     step_size: float = 0.5
@@ -32,7 +31,7 @@ class ToySettings:
     target_samples: int = 2000
     gradient_free: bool = False
     ess_threshold: float = 0.5
-    resampling: str = "systematic"
+    resampling: str = DEFAULT_SCHEME
     adapt_step_size: bool = True
     tempering: bool = True
     guidance_clip: float = 1.0
@@ -68,7 +67,7 @@ def sample_toy(problem: ToyProblem, settings: ToySettings) -> ToySample:
     start = problem.start()
     started = time.perf_counter()
     trace = None
-    if settings.method == "bon":
+    if settings.method == BON:
         samples, weights, reward, acceptance = _best_of_n(problem, plan.num_particles, lookahead, generator)
     else:
         burn_in = int(plan.mcmc_steps * settings.burn_in_fraction)
@@ -126,7 +125,7 @@ def toy_metrics(problem: ToyProblem, run: ToySample, seed: int, target_samples: 
 
 def _best_of_n(problem: ToyProblem, n: int, lookahead: Lookahead, generator):
     """Best-of-N: N plain ancestral samples (no reward in the loop), keep the best."""
-    prior = draw_initial(InitialConfig(method="prior", num_particles=n), lookahead, problem.start(),
+    prior = draw_initial(InitialConfig(method=PRIOR, num_particles=n), lookahead, problem.start(),
                          (problem.dim,), float(problem.sigmas[0]), generator)
     plain = run_smc(prior, problem.sigmas, lookahead,
                     SMCConfig(alpha=1e30, kernel=problem.kernel, gradient_free=True, ess_threshold=0.0, output="all"),

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from psi_sampler.psi_core.names import METHODS, PCNL, PRIOR
 from psi_sampler.psi_core.toy import figure1
 from psi_sampler.psi_core.toy.__main__ import main
 from psi_sampler.psi_core.toy.run import ToySettings, sample_toy
@@ -29,8 +30,7 @@ from psi_sampler.psi_core.toy.run import ToySettings, sample_toy
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"method", "kind", "dim", "nfe", "nfe_grad", "nfe_forward", "reward_mean", "target_reward_mean",
         "energy_distance", "modes_covered", "modes_total", "mode_mass_error", "acceptance", "wall_s"}
-METHODS = ("prior", "topk", "ula", "mala", "pcnl", "bon")
-SUBPROCESS_METHODS = ("prior", "pcnl")
+SUBPROCESS_METHODS = (PRIOR, PCNL)
 RUN_ARGS = ("--nfe", "200", "--steps", "10", "--json")
 
 

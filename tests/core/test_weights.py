@@ -33,7 +33,6 @@ def test_ess_matches_the_closed_form_for_random_weights():
     w = LogWeights(log_w)
     assert torch.allclose(w.normalized, p, rtol=1e-12)
     assert math.isclose(w.ess, float(1 / (p ** 2).sum()), rel_tol=1e-12)
-    assert math.isclose(w.log_mean, math.log(float(torch.exp(log_w).mean())), rel_tol=1e-12)
     assert 1.0 <= w.ess <= 5.0
 
 
@@ -41,7 +40,6 @@ def test_minus_inf_and_nan_particles_get_zero_weight():
     w = LogWeights(torch.tensor([0.0, -math.inf, float("nan"), 0.0], dtype=torch.float64))
     assert w.normalized.tolist() == [0.5, 0.0, 0.0, 0.5]
     assert w.ess == 2.0
-    assert w.num_invalid == 2
     assert float(w.log_w[2]) == -math.inf  # NaN is stored as −inf
     # a NaN increment kills the particle, others keep their relative weights
     w2 = w.add(torch.tensor([0.0, 0.0, 0.0, float("nan")]))
@@ -60,7 +58,7 @@ def test_all_minus_inf_raises_a_clear_error():
     assert issubclass(AllParticlesInvalidError, RuntimeError)
 
 
-def test_add_select_and_input_not_mutated():
+def test_add_returns_new_weights_and_input_not_mutated():
     raw = torch.tensor([0.5, 1.5, -0.5], dtype=torch.float32)
     before = raw.clone()
     w = LogWeights(raw)
@@ -68,6 +66,4 @@ def test_add_select_and_input_not_mutated():
     w2 = w.add(torch.tensor([1.0, -1.0, 0.0]))
     assert torch.allclose(w2.log_w, torch.tensor([1.5, 0.5, -0.5], dtype=torch.float64))
     assert torch.allclose(w.log_w, before.double())  # add returns a new object
-    w3 = w2.select(torch.tensor([1, 1, 0]))
-    assert torch.allclose(w3.log_w, torch.tensor([0.5, 0.5, 1.5], dtype=torch.float64))
     assert torch.equal(raw, before)

@@ -98,8 +98,8 @@ MODEL_INPUTS = {
 
 # --------------------------------------------------------------------------------------------- paper settings
 
-#: the paper's FLUX.1-schnell runs (Ψ-Sampler, arXiv 2506.01320; its reference configs): pCNL δ = 0.5, 25 SMC steps,
-#: 512², ESS threshold 0.5, 5 chains. mcmc_steps counts burn-in too (the reference runs burn-in + N steps),
+#: the paper's FLUX.1-schnell runs (Ψ-Sampler, arXiv 2506.01320; the authors' released configs): pCNL δ = 0.5, 25 SMC steps,
+#: 512², ESS threshold 0.5, 5 chains. mcmc_steps counts burn-in too (the released code runs burn-in + N steps),
 #: so the MCMC uses chains × mcmc_steps gradient evaluations = the SMC's K × 25: half the budget each.
 PAPER = {
     "layout": {"particles": 20, "chains": 5, "burn_in": 50, "mcmc_steps": 100, "alpha_mcmc": 0.1, "alpha": 0.02},
@@ -111,7 +111,7 @@ STEP_SIZE = 0.5
 SIZE = 512
 NATIVE_SIZE = 1024  # SDXL, SD3.5 and Z-Image-Turbo are trained at 1024²
 
-# the paper's first prompt of each task (../shared/data/psi_official), boxes normalised from 512 px
+# the paper's first prompt of each task (its released benchmark data), boxes normalised from 512 px
 LAYOUT_PROMPT = "a horse beneath a cat."
 LAYOUT_BOXES = [("cat", [250, 50, 400, 200]), ("horse", [230, 220, 430, 480])]
 QUANTITY_PROMPT = "rubies"

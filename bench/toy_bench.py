@@ -1,8 +1,8 @@
 """Quality at equal NFE on the exact-target toy (benchmark table 1).
 
-    python -m psi_core.toy.bench [--dims 2 64 1024 4096 16384] [--seeds 5] [--out docs/benchmarks.md]
-    python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 [--untempered]
-    python -m psi_core.toy.bench --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 --tempered-psi
+    python bench/toy_bench.py [--dims 2 64 1024 4096 16384] [--seeds 5] [--out docs/benchmarks.md]
+    python bench/toy_bench.py --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 [--untempered]
+    python bench/toy_bench.py --verdict tweedie|distilled --dims 2 64 256 1024 --seeds 20 --tempered-psi
 
 The second form prints the equal-NFE verdict (500 NFE, flow, the current defaults):
 prior SMC, gradient-free SMC, MALA + SMC, Ψ and Best-of-N, mean ± standard error.
@@ -27,15 +27,18 @@ from pathlib import Path
 
 import torch
 
-from ..lookahead import Lookahead
-from ..rng import make_generator
-from ..smc import SMCConfig, initial_lambda
-from ..weights import AllParticlesInvalidError, ProposalDivergedError
-from .problems import DENOISERS, figure1
-from .run import ToySettings, run_toy
+from pack import load_pack
 
-ROWS = (("prior", False), ("topk", False), ("ula", False), ("mala", False), ("pcnl", False),
-        ("bon", False), ("prior", True))
+load_pack()
+from psi_sampler.psi_core.lookahead import Lookahead  # noqa: E402
+from psi_sampler.psi_core.names import BON, MALA, METHODS, PCNL, PRIOR  # noqa: E402
+from psi_sampler.psi_core.rng import make_generator  # noqa: E402
+from psi_sampler.psi_core.smc import SMCConfig, initial_lambda  # noqa: E402
+from psi_sampler.psi_core.toy.problems import DENOISERS, figure1  # noqa: E402
+from psi_sampler.psi_core.toy.run import ToySettings, run_toy  # noqa: E402
+from psi_sampler.psi_core.weights import AllParticlesInvalidError, ProposalDivergedError  # noqa: E402
+
+ROWS = (*((method, False) for method in METHODS), (PRIOR, True))
 
 
 def _cell(values: list) -> str:
@@ -58,7 +61,7 @@ def table(dims: list[int], seeds: int, nfe_for) -> list[str]:
                 runs = [run_toy(problem, ToySettings(method=method, nfe=nfe, seed=s, gradient_free=gradient_free,
                                                      target_samples=2000 if dim <= 1024 else 300))
                         for s in range(seeds)]
-                name = "gradient-free SMC" if gradient_free else {"pcnl": "Ψ (pCNL)", "bon": "Best-of-N"}.get(
+                name = "gradient-free SMC" if gradient_free else {PCNL: "Ψ (pCNL)", BON: "Best-of-N"}.get(
                     method, f"{method} + SMC")
                 lines.append(
                     f"| {kind} | {dim} | {name} | {runs[0]['nfe']} | {runs[0]['particles']} | "
@@ -69,8 +72,8 @@ def table(dims: list[int], seeds: int, nfe_for) -> list[str]:
     return lines
 
 
-VERDICT_ROWS = (("prior", False, "prior SMC"), ("prior", True, "gradient-free SMC"), ("mala", False, "MALA + SMC"),
-                ("pcnl", False, "Ψ (pCNL + SMC)"), ("bon", False, "Best-of-N"))
+VERDICT_ROWS = ((PRIOR, False, "prior SMC"), (PRIOR, True, "gradient-free SMC"), (MALA, False, "MALA + SMC"),
+                (PCNL, False, "Ψ (pCNL + SMC)"), (BON, False, "Best-of-N"))
 
 
 def _se(values: list) -> str:
@@ -122,7 +125,7 @@ def tempered_psi_row(dim: int, seeds: int, denoiser: str, nfe: int = 500, chains
         lam0 = max(initial_lambda(reward, SMCConfig(alpha=problem.alpha), None), 1e-3)
         lambdas.append(lam0)
         tempered = dataclasses.replace(problem, alpha_mcmc=problem.alpha / lam0)
-        runs.append(run_toy(tempered, ToySettings(method="pcnl", nfe=nfe, seed=seed, num_chains=chains,
+        runs.append(run_toy(tempered, ToySettings(method=PCNL, nfe=nfe, seed=seed, num_chains=chains,
                                                   target_samples=1000)))
     return (f"| {denoiser} | {dim} | Ψ, tempered initial tilt (λ_0 {_se(lambdas)}) | {runs[0]['particles']} | "
             f"{_se([r['reward_gap'] for r in runs])} | {_se([r['energy_distance'] for r in runs])} | "
@@ -131,7 +134,7 @@ def tempered_psi_row(dim: int, seeds: int, denoiser: str, nfe: int = 500, chains
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m psi_core.toy.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python bench/toy_bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 64, 1024, 4096, 16384])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--out", default="docs/benchmarks.md")
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "", f"## Quality at equal NFE on the exact-target toy ({datetime.date.today().isoformat()})", "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
-        f"torch {torch.__version__}. Command: `python -m psi_core.toy.bench --seeds {args.seeds}` "
+        f"torch {torch.__version__}. Command: `python bench/toy_bench.py --seeds {args.seeds}` "
         f"({time.perf_counter() - started:.0f} s). Figure-1 problem (α = α_mcmc = 0.1, 25 SMC steps, "
         "10 chains, δ = 0.5, half the NFE to the initial stage for MCMC and Top-K); d > 2 adds N(0, 1) "
         "nuisance coordinates, 16 of them rewarded. K = SMC particles at that NFE. Mean ± sd over seeds.", ""]

@@ -1,30 +1,36 @@
-"""CPU timing of forward + backward per image at the real model geometries (random weights).
+"""CPU timing of forward + backward per image at the real reward-model geometries (random weights).
 
-    benchmark_rewards(bert_tokenizer, clip_tokenizer, ...) -> list of result dicts
+    .venv/bin/python bench/rewards_bench.py [--batch 1] [--image-side 512] [--detector-side 512] [--repeats 2]
 
 Geometries: CLIP ViT-L/14 at 224 px (aesthetic), Grounding DINO base (Swin-B +
 BERT-base, 900 queries) at `detector_side` px (layout), CLIP ViT-H/14 at 224 px
 with its text tower (PickScore). Weights are random (timing does not depend on
-them); tokenizers are passed in because none can be downloaded here.
+them); the tokenizers are the tests' offline ones (tests/rewards/rewards_testing.py)
+because none can be downloaded here.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .aesthetic import AestheticHead, AestheticReward
-from .base import Reward
-from .clip import ClipImageEmbedder
-from .grounding import TransformersGroundingDino
-from .heldout import pickscore_reward
-from .layout import LayoutReward
-from .loading import freeze
-from .targets import LayoutTarget
+from pack import REPO, load_pack
+
+load_pack()
+from psi_sampler.rewards.aesthetic import AestheticHead, AestheticReward  # noqa: E402
+from psi_sampler.rewards.base import Reward  # noqa: E402
+from psi_sampler.rewards.clip import ClipImageEmbedder  # noqa: E402
+from psi_sampler.rewards.grounding import TransformersGroundingDino  # noqa: E402
+from psi_sampler.rewards.heldout import pickscore_reward  # noqa: E402
+from psi_sampler.rewards.layout import LayoutReward  # noqa: E402
+from psi_sampler.rewards.loading import freeze  # noqa: E402
+from psi_sampler.rewards.targets import LayoutTarget  # noqa: E402
 
 
 def time_forward_backward(reward: Reward, images: torch.Tensor, repeats: int = 2) -> dict[str, float]:
@@ -116,3 +122,22 @@ def benchmark_rewards(
         results.append(row)
         del reward
     return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/rewards_bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--image-side", type=int, default=512)
+    parser.add_argument("--detector-side", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "tests" / "rewards"))
+    from rewards_testing import make_bert_tokenizer, make_clip_tokenizer
+
+    benchmark_rewards(make_bert_tokenizer(), make_clip_tokenizer(), args.image_side, args.detector_side,
+                      args.batch, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
