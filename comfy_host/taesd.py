@@ -1,7 +1,7 @@
 """A cheaper look-ahead decoder: ComfyUI's Tiny AutoEncoder (TAESD, madebyollin).
 
 The look-ahead reward r̂(x, σ) = reward(decode(x̂0)) of the Ψ samplers (Ψ-Sampler, arXiv
-2506.01320, §3) may decode with TAESD instead of the model's VAE: a small convolutional
+2506.01320) may decode with TAESD instead of the model's VAE: a small convolutional
 decoder trained to mimic the VAE's images, whose forward and backward passes cost a small
 fraction of the VAE decoder's time and memory. Only the twist potentials and the guided
 proposal see it: the SMC scores its final particles with the real VAE decode and the

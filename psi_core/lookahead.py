@@ -14,7 +14,7 @@ whatever the number of particles. Rewards are returned in float32; a NaN or ±in
 reward marks that particle invalid (reward −inf, gradient 0).
 
 The look-ahead reward may be an approximation of the reward the target is defined by
-(Ψ-Sampler, arXiv 2506.01320, §3, defines the target by r of the real decode; a
+(Ψ-Sampler, arXiv 2506.01320, defines the target by r of the real decode; a
 look-ahead may decode with a cheaper model, e.g. the Tiny AutoEncoder TAESD of
 madebyollin). Then `final_reward` is the exact r(x0) of clean latents: the SMC
 scores its final particles with it, so the twist potentials use r̂ and the target

@@ -4,7 +4,7 @@ The twist potentials of the SMC may use a cheaper look-ahead reward r̂ than the
 that defines the target p·exp(r/α) (a TAESD decode instead of the VAE's); the last step's
 increment [r(x0) − λ·r̂(x, σ)]/α replaces the last twist by r, and the sum of increments
 telescopes to the exact weight whatever r̂ is (twisted SMC: Wu et al. 2023; Chopin &
-Papaspiliopoulos 2020, ch. 10; Ψ-Sampler, arXiv 2506.01320, §3).
+Papaspiliopoulos 2020, ch. 10; Ψ-Sampler, arXiv 2506.01320).
 
 On the exact 8-D Gaussian problem (psi_core.toy.exact: closed-form target, eps and flow,
 the reward strengths of test_exact.py) the look-ahead is r of a deliberately perturbed
