@@ -51,6 +51,7 @@ import torch
 
 import comfy.model_management as model_management
 
+from ..comfy_host import memory_modes
 from ..psi_core import Evaluation, Lookahead, NFECounter, StartMap, start_map
 
 LOG = logging.getLogger("psi_sampler")
@@ -356,6 +357,15 @@ def training_switch() -> Iterator[None]:
             del model_management.in_training
 
 
+def check_memory_mode(memory: str, diffusion_model, vae, vae_model=None) -> list:
+    """The blocks the `memory` option checkpoints in gradient passes of this model and VAE,
+    or a HostInputError naming the option, the class and what works (before sampling)."""
+    try:
+        return memory_modes.check(memory, diffusion_model, vae_model or getattr(vae, "first_stage_model", None))
+    except ValueError as err:
+        raise HostInputError(str(err)) from err
+
+
 def is_dynamic(patcher) -> bool:
     """Whether ComfyUI streams this patcher's weights with dynamic VRAM (comfy-aimdo,
     `ModelPatcherDynamic`, 0.33 on NVIDIA by default); False on hosts without it."""
@@ -476,7 +486,7 @@ class SamplerBridge:
     """
 
     def __init__(self, model, extra_args: dict | None, vae, reward, grad_batch_size: int,
-                 forward_batch_size: int | None = None):
+                 forward_batch_size: int | None = None, memory: str = "fast"):
         self.model = model
         self.guider = model.inner_model
         self.base = self.guider.inner_model
@@ -503,6 +513,8 @@ class SamplerBridge:
         if self.model_class not in _INPLACE_MODEL_CLASSES and builds_on_inplace_blocks(diffusion_model):
             _INPLACE_MODEL_CLASSES.add(self.model_class)
         self.clone_saved = self.model_class in _INPLACE_MODEL_CLASSES
+        self.memory = memory
+        self.checkpoint_blocks = check_memory_mode(memory, diffusion_model, vae)
         self.retried = False  # set when a gradient pass had to be repeated with cloning
         self.last_evaluation: Evaluation | None = None
         self.converted = 0
@@ -540,6 +552,8 @@ class SamplerBridge:
             self.grad_patcher.pre_run()  # as CFGGuider.outer_sample does for its patcher: current_patcher
         self.grad_vae_patcher = gradient_patcher(self.vae.patcher)
         self.grad_vae_model = self.grad_vae_patcher.model
+        self.checkpoint_blocks = check_memory_mode(
+            self.memory, getattr(self.grad_base, "diffusion_model", self.grad_base), self.vae, self.grad_vae_model)
 
     @contextlib.contextmanager
     def gradient_pass(self) -> Iterator[None]:
@@ -547,11 +561,15 @@ class SamplerBridge:
         guider's model swapped for the gradient model where they differ; all restored on
         exit, also when the pass fails or is interrupted."""
         guider_model = self.guider.inner_model
-        with training_switch():
+        recompute = lambda: clone_saved_activations() if self.clone_saved else contextlib.nullcontext()  # noqa: E731
+        with training_switch(), memory_modes.checkpointed(self.checkpoint_blocks, recompute):
             self.in_gradient_pass = True
             self.guider.inner_model = self.grad_base
             try:
                 yield
+            except torch.OutOfMemoryError as err:
+                raise memory_modes.out_of_memory(err, self.memory, self.grad_batch_size,
+                                                 self.model_class.__name__) from err
             finally:
                 self.guider.inner_model = guider_model
                 self.in_gradient_pass = False

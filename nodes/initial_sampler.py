@@ -11,10 +11,11 @@ import torch
 
 from comfy_api.latest import io
 
+from ..comfy_host import memory_modes
 from ..psi_core import INITIAL_METHODS, InitialConfig
 from . import host_bridge
 from .noise import PsiNoise
-from .options import (check_positive_int, conditioning_inputs, grad_batch_input, reward_inputs, schedule_inputs,
+from .options import (check_positive_int, conditioning_inputs, grad_batch_input, memory_input, reward_inputs, schedule_inputs,
                       seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
 from .runs import GUIDED_METHODS, RunOutcome, initial_function
@@ -78,6 +79,7 @@ class PsiInitialSampler(io.ComfyNode):
                 io.Sigmas.Input("sigmas", optional=True,
                                 tooltip="Optional schedule (e.g. from BasicScheduler) to take the starting sigma "
                                         "from instead of steps/scheduler/denoise; use the same SIGMAS downstream."),
+                memory_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="particles",
@@ -104,7 +106,8 @@ class PsiInitialSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, vae, reward, latent_image, seed, steps, scheduler, denoise,
                 method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_batch_size,
-                grad_clip, adapt_step_size, topk_candidates, sigmas=None) -> io.NodeOutput:
+                grad_clip, adapt_step_size, topk_candidates, sigmas=None,
+                memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
         config = initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                                 adapt_step_size, topk_candidates)
         check_positive_int("grad_batch_size", grad_batch_size)
@@ -114,6 +117,7 @@ class PsiInitialSampler(io.ComfyNode):
                 f"the Ψ initial sampler draws K particles for one latent image; got a batch of {samples.shape[0]} "
                 "(use batch size 1 and set particles instead)")
         host_bridge.check_vae(vae, model)
+        host_bridge.check_memory_mode(memory, model.get_model_object("diffusion_model"), vae)
         host_bridge.check_reward(reward, method in GUIDED_METHODS, f"the {method} initial method")
         if sigmas is None:
             sigmas = host_bridge.schedule(model, scheduler, steps, denoise)
@@ -125,7 +129,7 @@ class PsiInitialSampler(io.ComfyNode):
         guider = host_bridge.cfg_guider(model, positive, negative, cfg)
         noise = torch.zeros_like(samples)  # one state for ComfyUI's loop; the MCMC draws its own
         host_bridge.sample_with(guider, noise, samples, sigmas,
-                                initial_function(config, grad_batch_size, vae, reward, generator, outcome), seed)
+                                initial_function(config, grad_batch_size, vae, reward, generator, outcome, memory), seed)
         found = outcome.particles
         out = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", "noise_mask", PSI_KEY)}
         out["samples"] = samples.repeat(found.num_particles, 1, 1, 1).to(host_bridge.intermediate_device())

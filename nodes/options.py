@@ -7,6 +7,7 @@ from typing import Callable
 
 from comfy_api.latest import io
 
+from ..comfy_host import memory_modes
 from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
 from .host_bridge import scheduler_names
 from .types import PsiReward
@@ -98,6 +99,12 @@ def smc_control_inputs() -> list[io.Input]:
                                "over the latent), so the guided proposal cannot overshoot and diverge; the "
                                "weights stay exact. 0 turns the cap off."),
     ]
+
+
+def memory_input() -> io.Input:
+    """The `memory` option (appended last, so saved workflows keep their widget values)."""
+    return io.Combo.Input("memory", options=list(memory_modes.MODES), default=memory_modes.DEFAULT_MODE,
+                          optional=True, tooltip=memory_modes.TOOLTIP)
 
 
 def trace_steps_input() -> io.Input:

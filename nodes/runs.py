@@ -36,7 +36,7 @@ class RunOutcome:
 
 
 def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, generator: torch.Generator,
-                     outcome: RunOutcome):
+                     outcome: RunOutcome, memory: str = "fast"):
     """Sampler function drawing the K initial particles at sigmas[0] into
     `outcome.particles`; returns x unchanged (its node ignores the samples)."""
     config = config.validated()
@@ -44,7 +44,7 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         if config.method in GUIDED_METHODS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
-        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:
             bridge.prepare(tuple(x.shape))
             look = bridge.lookahead()
             progress = MCMCProgress(bridge.patcher, config.mcmc_steps, bridge, look.counter)
@@ -83,20 +83,21 @@ def smc_summary(trace: Trace) -> str:
 
 def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: RunOutcome,
                  particles: PsiParticles | None = None, generator: torch.Generator | None = None,
-                 trace_steps: int = 0):
+                 trace_steps: int = 0, memory: str = "fast"):
     """Sampler function running the SMC from the K states in x (or from `particles`,
     the Ψ initial particles those states were made from); returns the output latents.
 
     generator: the node's "smc" stream; None derives it from the sampling seed
     (SamplerCustomAdvanced passes the NOISE's seed).
     trace_steps: how many steps (evenly spaced, the last included) keep their
-    predicted latents in the trace for the visualizer."""
+    predicted latents in the trace for the visualizer.
+    memory: the gradient passes' memory mode (comfy_host.memory_modes)."""
     config = config.validated()
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         check_reward(reward, needs_gradient=config.guided, purpose="guided SMC (guidance > 0)")
         gen = generator or stage_generator(int((extra_args or {}).get("seed") or 0), "smc")
-        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:
             bridge.prepare(tuple(x.shape))
             source = evaluation_source(bridge.guider, vae, reward)
             initial = _starting_particles(bridge, x, sigmas, particles, source)

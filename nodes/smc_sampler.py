@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_host import memory_modes
 from ..psi_core.rng import randn
 from . import host_bridge
-from .options import (check_positive_int, conditioning_inputs, reward_inputs, schedule_inputs, seed_input,
+from .options import (check_positive_int, conditioning_inputs, memory_input, reward_inputs, schedule_inputs, seed_input,
                       smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .progress import sampler_callback
@@ -60,6 +61,7 @@ class PsiSMCSampler(io.ComfyNode):
                 *smc_inputs(),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                memory_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="latent",
@@ -85,12 +87,14 @@ class PsiSMCSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
                 particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
-                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0) -> io.NodeOutput:
+                output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
+                memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         check_positive_int("grad_batch_size", grad_batch_size)
         samples = host_bridge.prepare_latent(model, latent_image)
         host_bridge.check_vae(vae, model)
+        host_bridge.check_memory_mode(memory, model.get_model_object("diffusion_model"), vae)
         host_bridge.check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
@@ -102,7 +106,7 @@ class PsiSMCSampler(io.ComfyNode):
         noise = carried.eps.clone() if carried is not None else randn((k, *samples.shape[1:]), generator)
         latent = samples.expand(k, *samples.shape[1:]).contiguous() if samples.shape[0] == 1 else samples
         outcome = RunOutcome()
-        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps)
+        function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps, memory)
         guider = host_bridge.cfg_guider(model, positive, negative, cfg)
         callback = sampler_callback(model, steps)
         result = host_bridge.sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_host import memory_modes
 from . import host_bridge
 from .noise import PsiNoise
-from .options import (check_positive_int, reward_inputs, smc_config, smc_control_inputs, smc_inputs,
+from .options import (check_positive_int, memory_input, reward_inputs, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
@@ -36,6 +37,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                                        "empty for prior-initialised SMC."),
                 trace_steps_input(),
                 *smc_control_inputs(),
+                memory_input(),
             ],
             outputs=[
                 io.Sampler.Output("sampler", display_name="sampler",
@@ -58,7 +60,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
     @classmethod
     def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, initial_noise=None, trace_steps=6, tempering=True, tempering_ess=0.99,
-                guidance_clip=1.0) -> io.NodeOutput:
+                guidance_clip=1.0, memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip)
         check_positive_int("grad_batch_size", grad_batch_size)
@@ -69,6 +71,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                 raise host_bridge.HostInputError(
                     "initial_noise must be the Ψ Initial Sampler's NOISE (leave it empty for other noise)")
             particles = initial_noise.particles
+        memory_modes.check_mode(memory)
         function = smc_function(config, grad_batch_size, vae, reward, RunOutcome(), particles,
-                                trace_steps=trace_steps)
+                                trace_steps=trace_steps, memory=memory)
         return io.NodeOutput(host_bridge.make_sampler(function))
