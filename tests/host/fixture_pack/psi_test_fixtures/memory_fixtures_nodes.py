@@ -39,7 +39,7 @@ class PsiTestFp8Model(io.ComfyNode):
             description="The MODEL rebuilt with fp8 weight storage and manual-cast compute (tests only).",
             inputs=[io.Model.Input("model", tooltip="MODEL"),
                     io.Combo.Input("weight_dtype", options=list(memory_fixtures.FP8), tooltip="storage dtype")],
-            outputs=[io.Model.Output("model", tooltip="MODEL")], is_output_node=True)
+            outputs=[io.Model.Output("fp8_model", tooltip="MODEL")], is_output_node=True)
 
     @classmethod
     def execute(cls, model, weight_dtype):
@@ -56,7 +56,7 @@ class PsiTestOpaqueModel(io.ComfyNode):
             node_id="PsiTestOpaqueModel", display_name="Ψ test: opaque model", category=CATEGORY,
             description="A MODEL whose diffusion model registers no blocks (tests only).",
             inputs=[io.Model.Input("model", tooltip="MODEL")],
-            outputs=[io.Model.Output("model", tooltip="MODEL")])
+            outputs=[io.Model.Output("opaque_model", tooltip="MODEL")])
 
     @classmethod
     def execute(cls, model):
