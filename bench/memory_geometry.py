@@ -30,6 +30,7 @@ Run with the host's python and the repository on the path, e.g.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -115,10 +116,11 @@ def fwd_bwd(forward, inputs, repeats: int) -> dict:
 
 
 def init_weights_(module, std: float = 0.02, seed: int = 0) -> int:
-    """Random weights (ComfyUI's ops skip initialisation): norm scales 1, biases 0, others N(0, std²).
-    Returns the parameter count."""
+    """Random weights (ComfyUI's ops skip initialisation): norm scales 1, biases 0, others N(0, std²),
+    drawn on the weights' device. Returns the parameter count."""
     import torch
-    generator = torch.Generator().manual_seed(seed)
+    device = next(module.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
     count = 0
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -128,13 +130,19 @@ def init_weights_(module, std: float = 0.02, seed: int = 0) -> int:
             elif name.endswith("bias"):
                 p.zero_()
             else:
-                p.copy_((torch.randn(p.shape, generator=generator) * std).to(p.dtype))
+                p.copy_((torch.randn(p.shape, generator=generator, device=device) * std).to(p.dtype))
         for p in module.parameters():
             p.requires_grad_(False)
     return count
 
 
 # --------------------------------------------------------------------------- parts
+
+
+def clone_saved():
+    """Saved-tensor hooks that clone activations (tensors requiring grad) at save time."""
+    import torch
+    return torch.autograd.graph.saved_tensors_hooks(lambda t: t.clone() if t.requires_grad else t, lambda t: t)
 
 
 def _host_setup(threads: int) -> None:
@@ -173,7 +181,7 @@ def build_unet(model: str, latent: int, weights: str):
     return net, (lambda x_, t_, c_: net(x_, t_, context=c_, **kwargs)), (x, t, context), params
 
 
-def build_flux(double: int, single: int, weights: str):
+def build_flux(double: int, single: int, weights: str, device=None):
     import dataclasses
     import torch
     import comfy.ldm.flux.model as flux
@@ -181,7 +189,7 @@ def build_flux(double: int, single: int, weights: str):
     if "txt_ids_dims" in {f.name for f in dataclasses.fields(flux.FluxParams)}:
         config["txt_ids_dims"] = []
     ops, dtype = _operations(weights)
-    net = flux.Flux(**config, dtype=dtype or torch.float32, operations=ops).eval()
+    net = flux.Flux(**config, dtype=dtype or torch.float32, device=device, operations=ops).eval()
     params = init_weights_(net)
     g = torch.Generator().manual_seed(1)
     x = torch.randn((1, 16, 64, 64), generator=g)  # 512² image: 32×32 = 1024 patches
@@ -243,7 +251,9 @@ def run_part(args) -> dict:
     else:
         raise ValueError(f"part must be denoiser, vae, taesd or reward; got {args.part!r}")
     blocks = checkpointing.find_blocks(root) if (args.mode == "ckpt" and root is not None) else []
-    with checkpointing.checkpointed(blocks):
+    # FLUX adds residuals in place into saved activations: clone them, as the host bridge does
+    hooks = clone_saved if (args.part == "denoiser" and args.model == "flux") else contextlib.nullcontext
+    with hooks(), checkpointing.checkpointed(blocks, hooks):
         runs = fwd_bwd(forward, inputs, args.repeats)
     best = min(runs, key=lambda r: r["forward_s"] + r["backward_s"])
     return {"part": args.part, "model": args.model, "mode": args.mode, "image": args.image, "weights": args.weights,
