@@ -145,3 +145,22 @@ def test_out_of_memory_in_a_gradient_pass_names_the_options_and_leaves_the_host_
     again = comfy.run(prompt)
     assert_success(again, comfy)
     assert ui_items(again, "psi_digest")["smc"]["finite"]
+
+
+@pytest.mark.parametrize("family", ("sd15", "flux"))
+def test_partially_loaded_model_gradient_matches_finite_differences(comfy, family):
+    """ComfyUI's lowvram path (what partially_load leaves for weights that do not fit): weights cast
+    per op and a weight patch applied at cast time. On a CPU the cast makes a fresh tensor; the
+    per-stream cast buffers and offload streams of a GPU are not exercised here."""
+    g = Graph()
+    b = graphs.base(g, family, 0, "tiny_net")
+    partial = g.add("PsiTestPartialModel", model=b["model"], budget_bytes=1)
+    check = g.add("PsiTestGradCheck", model=g.link(partial), positive=b["positive"], negative=b["negative"],
+                  cfg=graphs.CFG[family], vae=b["vae"], reward=b["reward"], steps=4, sigma_indices="0,2",
+                  rel_step=3e-3, seed=0)
+    entry = comfy.run(g.nodes)
+    assert_success(entry, comfy)
+    assert outputs_of(entry, partial, "psi_partial")[0]["lowvram_modules"] > 0
+    report = outputs_of(entry, check, "psi_gradcheck")[0]
+    print_figures(f"{family} partially loaded", report)
+    _assert_gradient_checks(report)

@@ -12,6 +12,7 @@ Nodes:
   PsiTestMemoryModes    gradients of every memory mode against fast's, and the wrapping around the passes
   PsiTestFp8Model       a MODEL rebuilt with fp8 weight storage (as UNETLoader's weight_dtype does)
   PsiTestOpaqueModel    a MODEL whose diffusion model hides its blocks
+  PsiTestPartialModel   a MODEL with a weight patch, always loaded partially (ComfyUI's lowvram path)
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ fp8_model      the tiny model rebuilt as UNETLoader builds a model with weight_d
                fp8_e4m3fn / fp8_e5m2: the model config's inference dtype set to the fp8
                storage type with a manual-cast compute dtype, weights loaded from the
                float32 state dict (so stored as fp8, cast per op by comfy.ops).
+partial_model  a MODEL with a weight patch that ComfyUI always loads partially (lowvram).
 opaque_model   a MODEL whose diffusion model is hidden in a wrapper that registers no
                sub-modules (as a foreign wrapper might): no blocks can be found.
 """
@@ -163,3 +164,27 @@ def opaque_model(model):
     return patched
 
 
+
+
+def partial_model(model, budget_bytes: int) -> tuple:
+    """A clone with a weight patch (as a LoRA leaves it) that ComfyUI always loads partially:
+    every load is given a weight budget of `budget_bytes`, so the modules beyond it run
+    ComfyUI's lowvram path (`comfy_cast_weights`, the patch applied at cast time by
+    `LowVramPatch`), as `partially_load` leaves a model that does not fit a GPU. Returns the
+    clone and how many modules run that path after a first load."""
+    patched = model.clone()
+    generator = torch.Generator().manual_seed(2)
+    for key, weight in list(patched.model.state_dict().items())[:40]:
+        if key.startswith("diffusion_model.") and key.endswith(".weight") and weight.ndim >= 2:
+            patched.add_patches({key: (torch.randn(weight.shape, generator=generator) * 0.02,)}, 0.5)
+    original = patched.load
+
+    def load(device_to=None, lowvram_model_memory=0, force_patch_weights=False, full_load=False, **kwargs):
+        return original(device_to, lowvram_model_memory=budget_bytes, force_patch_weights=False, full_load=False,
+                        **kwargs)
+
+    patched.load = load
+    patched.load(patched.load_device)
+    lowvram = sum(1 for m in patched.model.modules()
+                  if getattr(m, "comfy_cast_weights", False) and getattr(m, "weight_function", None))
+    return patched, lowvram

@@ -63,4 +63,20 @@ class PsiTestOpaqueModel(io.ComfyNode):
         return io.NodeOutput(memory_fixtures.opaque_model(model))
 
 
-NODES = [PsiTestMemoryModes, PsiTestFp8Model, PsiTestOpaqueModel]
+class PsiTestPartialModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PsiTestPartialModel", display_name="Ψ test: partially loaded model", category=CATEGORY,
+            description="The MODEL with a weight patch, always loaded partially (lowvram path; tests only).",
+            inputs=[io.Model.Input("model", tooltip="MODEL"),
+                    io.Int.Input("budget_bytes", default=1, min=0, max=2**40, tooltip="weights loaded normally")],
+            outputs=[io.Model.Output("partial_model", tooltip="MODEL")], is_output_node=True)
+
+    @classmethod
+    def execute(cls, model, budget_bytes):
+        patched, lowvram = memory_fixtures.partial_model(model, budget_bytes)
+        return io.NodeOutput(patched, ui={"psi_partial": [{"lowvram_modules": lowvram}]})
+
+
+NODES = [PsiTestMemoryModes, PsiTestFp8Model, PsiTestOpaqueModel, PsiTestPartialModel]
