@@ -37,7 +37,7 @@ LISTS = (torch.nn.ModuleList, torch.nn.Sequential)
 
 #: memory modes: which parts of a gradient pass are checkpointed
 MODES = {"fast": (), "balanced": ("decoder",), "low": ("decoder", "denoiser")}
-DEFAULT_MODE = "balanced"
+DEFAULT_MODE = "low"
 
 
 class BlocksNotFound(ValueError):
