@@ -557,9 +557,10 @@ class SamplerBridge:
 
     @contextlib.contextmanager
     def gradient_pass(self) -> Iterator[None]:
-        """One gradient pass (forward and backward): ComfyUI's training switch on and the
-        guider's model swapped for the gradient model where they differ; all restored on
-        exit, also when the pass fails or is interrupted."""
+        """One gradient pass (forward and backward): ComfyUI's training switch on, the
+        guider's model swapped for the gradient model where they differ, and the `memory`
+        mode's blocks checkpointed (comfy_host.memory_modes); all restored on exit, also when
+        the pass fails or is interrupted. Out of memory re-raises naming the options that lower it."""
         guider_model = self.guider.inner_model
         recompute = lambda: clone_saved_activations() if self.clone_saved else contextlib.nullcontext()  # noqa: E731
         with training_switch(), memory_modes.checkpointed(self.checkpoint_blocks, recompute):
