@@ -37,6 +37,10 @@ root="$work/comfyui-0.33.0"
 venv="$work/venv"
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv --system-site-packages "$venv"
+  # torch may live in a venv of its own: make PSI_PYTHON's site-packages visible too
+  base_sites=$("$python" -c "import site, sysconfig; print('\n'.join({*site.getsitepackages(), sysconfig.get_paths()['purelib']}))")
+  venv_site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo "$base_sites" > "$venv_site/_psi_base_python.pth"
 fi
 # ComfyUI's requirements that are not importable yet, without torch (the machine's is kept)
 missing=$("$venv/bin/python" - "$root/requirements.txt" <<'EOF'
