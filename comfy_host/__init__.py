@@ -12,6 +12,8 @@ both). Modules, one job each:
 * sampler_bridge: the look-ahead reward r̂(x, σ) and its gradient inside that loop
   (Yoon et al., arXiv 2506.01320: the reward of the Tweedie estimate x̂0);
 * gradients: ComfyUI's weights made usable by autograd, and its training switch;
+* checkpointing, memory_modes: the `memory` option's gradient checkpointing of repeated
+  blocks (denoiser and VAE decoder) during gradient passes, and out-of-memory advice;
 * gradient_support: refusing a model whose ops have no backward, naming the op;
 * latent_tensors: latent-format tensors made usable by autograd;
 * saved_activations: backward through models that update saved activations in place;

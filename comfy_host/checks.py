@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from . import memory_modes
 from .compat import host_symbol
 
 MASK_MESSAGE = ("inpainting masks are not supported by the Ψ samplers: the latent carries a noise_mask "
@@ -94,3 +95,12 @@ def check_reward(reward, needs_gradient: bool, purpose: str) -> None:
         raise HostInputError(
             f"the reward '{name}' has no gradient, but {purpose} needs one: turn on gradient_free (SMC), "
             "or use the topk or prior initial method")
+
+
+def check_memory_mode(memory: str, diffusion_model, vae, vae_model=None) -> list:
+    """The blocks the `memory` option checkpoints in gradient passes of this model and VAE,
+    or a HostInputError naming the option, the class and what works (before sampling)."""
+    try:
+        return memory_modes.check(memory, diffusion_model, vae_model or getattr(vae, "first_stage_model", None))
+    except ValueError as err:
+        raise HostInputError(str(err)) from err

@@ -37,10 +37,10 @@ from typing import Callable, Iterator
 import torch
 
 from ..psi_core import Evaluation, Lookahead, NFECounter, StartMap, start_map
-from .checks import MASK_MESSAGE, HostInputError, check_reward, check_vae, model_family
+from . import gradient_support, memory_modes
+from .checks import MASK_MESSAGE, HostInputError, check_memory_mode, check_reward, check_vae, model_family
 from .compat import host_symbol
 from .dynamic_vram import gradient_patcher
-from . import gradient_support
 from .gradients import make_gradient_ready, training_switch
 from .latent_tensors import make_latent_format_gradient_ready
 from .memory import empty_cache, load_models, place_reward, return_reward
@@ -103,7 +103,7 @@ class SamplerBridge:
     """
 
     def __init__(self, model, extra_args: dict | None, vae, reward, grad_batch_size: int,
-                 forward_batch_size: int | None = None):
+                 forward_batch_size: int | None = None, memory: str = "fast"):
         self.model = model
         self.guider = model.inner_model
         self.base = self.guider.inner_model
@@ -130,6 +130,8 @@ class SamplerBridge:
         if self.model_class not in INPLACE_MODEL_CLASSES and builds_on_inplace_blocks(diffusion_model):
             INPLACE_MODEL_CLASSES.add(self.model_class)
         self.clone_saved = self.model_class in INPLACE_MODEL_CLASSES
+        self.memory = memory
+        self.checkpoint_blocks = check_memory_mode(memory, diffusion_model, vae)
         self.retried = False  # set when a gradient pass had to be repeated with cloning
         self.last_evaluation: Evaluation | None = None
         # an approximate look-ahead decoder (comfy_host.taesd); None: the VAE decodes every look-ahead
@@ -169,18 +171,25 @@ class SamplerBridge:
             self.grad_patcher.pre_run()  # as CFGGuider.outer_sample does for its patcher: current_patcher
         self.grad_vae_patcher = gradient_patcher(self.vae.patcher)
         self.grad_vae_model = self.grad_vae_patcher.model
+        self.checkpoint_blocks = check_memory_mode(
+            self.memory, getattr(self.grad_base, "diffusion_model", self.grad_base), self.vae, self.grad_vae_model)
 
     @contextlib.contextmanager
     def gradient_pass(self) -> Iterator[None]:
-        """One gradient pass (forward and backward): ComfyUI's training switch on and the
-        guider's model swapped for the gradient model where they differ; all restored on
-        exit, also when the pass fails or is interrupted."""
+        """One gradient pass (forward and backward): ComfyUI's training switch on, the
+        guider's model swapped for the gradient model where they differ, and the `memory`
+        mode's blocks checkpointed (comfy_host.memory_modes); all restored on exit, also when
+        the pass fails or is interrupted. Out of memory re-raises naming the options that lower it."""
         guider_model = self.guider.inner_model
-        with training_switch():
+        recompute = lambda: clone_saved_activations() if self.clone_saved else contextlib.nullcontext()  # noqa: E731
+        with training_switch(), memory_modes.checkpointed(self.checkpoint_blocks, recompute):
             self.in_gradient_pass = True
             self.guider.inner_model = self.grad_base
             try:
                 yield
+            except torch.OutOfMemoryError as err:
+                raise memory_modes.out_of_memory(err, self.memory, self.grad_batch_size,
+                                                 self.model_class.__name__) from err
             finally:
                 self.guider.inner_model = guider_model
                 self.in_gradient_pass = False

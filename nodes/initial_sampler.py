@@ -11,8 +11,8 @@ import torch
 
 from comfy_api.latest import io
 
-from ..comfy_host import taesd
-from ..comfy_host.checks import HostInputError, check_reward, check_vae, prepare_latent
+from ..comfy_host import memory_modes, taesd
+from ..comfy_host.checks import HostInputError, check_memory_mode, check_reward, check_vae, prepare_latent
 from ..comfy_host.memory import intermediate_device
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core import InitialConfig
@@ -20,7 +20,7 @@ from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
 from .options import (check_lookahead_decoder, conditioning_inputs, grad_batch_input,
-                      lookahead_decoder_input, reward_inputs, schedule_inputs, seed_input, validation_result)
+                      lookahead_decoder_input, memory_input, reward_inputs, schedule_inputs, seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
 from .runs import RunOutcome, initial_function
 from .types import PsiTrace
@@ -84,6 +84,7 @@ class PsiInitialSampler(io.ComfyNode):
                                 tooltip="Optional schedule (e.g. from BasicScheduler) to take the starting sigma "
                                         "from instead of steps/scheduler/denoise; use the same SIGMAS downstream."),
                 lookahead_decoder_input(),
+                memory_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="particles",
@@ -111,7 +112,8 @@ class PsiInitialSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, vae, reward, latent_image, seed, steps, scheduler, denoise,
                 method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_batch_size,
-                grad_clip, adapt_step_size, topk_candidates, sigmas=None, lookahead_decoder="vae") -> io.NodeOutput:
+                grad_clip, adapt_step_size, topk_candidates, sigmas=None, lookahead_decoder="vae",
+                memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
         config = initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                                 adapt_step_size, topk_candidates)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
@@ -122,6 +124,7 @@ class PsiInitialSampler(io.ComfyNode):
                 "(use batch size 1 and set particles instead)")
         check_vae(vae, model)
         taesd.check_for_model(lookahead_decoder, model)
+        check_memory_mode(memory, model.get_model_object("diffusion_model"), vae)
         check_reward(reward, method in MCMC_KERNELS, f"the {method} initial method")
         if sigmas is None:
             sigmas = schedule(model, scheduler, steps, denoise)
@@ -134,7 +137,7 @@ class PsiInitialSampler(io.ComfyNode):
         noise = torch.zeros_like(samples)  # one state for ComfyUI's loop; the MCMC draws its own
         sample_with(guider, noise, samples, sigmas,
                                 initial_function(config, grad_batch_size, vae, reward, generator, outcome,
-                                                 lookahead_decoder), seed)
+                                                 lookahead_decoder, memory), seed)
         found = outcome.particles
         out = {k: v for k, v in latent_image.items() if k not in ("samples", "batch_index", "noise_mask", PSI_KEY)}
         out["samples"] = samples.repeat(found.num_particles, *([1] * (samples.ndim - 1))).to(

@@ -7,7 +7,7 @@ from typing import Callable
 
 from comfy_api.latest import io
 
-from ..comfy_host import taesd
+from ..comfy_host import memory_modes, taesd
 from ..comfy_host.sampling import scheduler_names
 from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
 from ..psi_core.names import ANCESTRAL, BASE_KERNELS
@@ -127,6 +127,12 @@ def check_lookahead_decoder(value) -> None:
     """Queue-time check of the option (the model is not known yet: see comfy_host.taesd)."""
     if value is not None:
         taesd.check_available(value)
+
+
+def memory_input() -> io.Input:
+    """The `memory` option (appended last, so saved workflows keep their widget values)."""
+    return io.Combo.Input("memory", options=list(memory_modes.MODES), default=memory_modes.DEFAULT_MODE,
+                          optional=True, tooltip=memory_modes.TOOLTIP)
 
 
 def trace_steps_input() -> io.Input:

@@ -39,7 +39,8 @@ class RunOutcome:
 
 
 def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, generator: torch.Generator,
-                     outcome: RunOutcome, lookahead_decoder: str = "vae"):
+                     outcome: RunOutcome, lookahead_decoder: str = "vae",
+                     memory: str = "fast"):
     """Sampler function drawing the K initial particles at sigmas[0] into
     `outcome.particles`; returns x unchanged (its node ignores the samples).
     lookahead_decoder: vae | taesd, the decoder of the chains' look-ahead (comfy_host.taesd)."""
@@ -49,7 +50,7 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         if config.method in MCMC_KERNELS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
-        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:
             _use_decoder(bridge, lookahead_decoder)
             bridge.prepare(tuple(x.shape))
             look = bridge.lookahead()
@@ -95,7 +96,8 @@ def _use_decoder(bridge: SamplerBridge, lookahead_decoder: str) -> None:
 
 def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: RunOutcome,
                  particles: PsiParticles | None = None, generator: torch.Generator | None = None,
-                 trace_steps: int = 0, lookahead_decoder: str = "vae"):
+                 trace_steps: int = 0, lookahead_decoder: str = "vae",
+                 memory: str = "fast"):
     """Sampler function running the SMC from the K states in x (or from `particles`,
     the Ψ initial particles those states were made from); returns the output latents.
 
@@ -104,14 +106,15 @@ def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: 
     trace_steps: how many steps (evenly spaced, the last included) keep their
     predicted latents in the trace for the visualizer.
     lookahead_decoder: vae | taesd, the decoder of the intermediate look-aheads (comfy_host.taesd);
-    the final particles are always scored through the VAE."""
+    the final particles are always scored through the VAE;
+    memory: the gradient passes' memory mode (comfy_host.memory_modes)."""
     config = config.validated()
     taesd.check_option(lookahead_decoder)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         check_reward(reward, needs_gradient=config.guided, purpose="guided SMC (guidance > 0)")
         gen = generator or stage_generator(int((extra_args or {}).get("seed") or 0), "smc")
-        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size) as bridge:
+        with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:
             _use_decoder(bridge, lookahead_decoder)
             bridge.prepare(tuple(x.shape))
             source = (*evaluation_source(bridge.guider, vae, reward), lookahead_decoder)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..comfy_host import taesd
-from ..comfy_host.checks import HostInputError, check_reward, check_vae, family_of, prepare_latent
+from ..comfy_host import memory_modes, taesd
+from ..comfy_host.checks import HostInputError, check_memory_mode, check_reward, check_vae, family_of, prepare_latent
 from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
-from .options import (check_lookahead_decoder, conditioning_inputs, kernel_input, lookahead_decoder_input,
+from .options import (check_lookahead_decoder, conditioning_inputs, kernel_input, lookahead_decoder_input, memory_input,
                       reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
@@ -66,6 +66,7 @@ class PsiSMCSampler(io.ComfyNode):
                 *smc_control_inputs(),
                 kernel_input(),
                 lookahead_decoder_input(),
+                memory_input(),
             ],
             outputs=[
                 io.Latent.Output("latent", display_name="latent",
@@ -94,13 +95,15 @@ class PsiSMCSampler(io.ComfyNode):
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
                 particles, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
-                kernel="ancestral", lookahead_decoder="vae") -> io.NodeOutput:
+                kernel="ancestral", lookahead_decoder="vae",
+                memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip, kernel)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
         samples = prepare_latent(model, latent_image)
         check_vae(vae, model)
         taesd.check_for_model(lookahead_decoder, model)
+        check_memory_mode(memory, model.get_model_object("diffusion_model"), vae)
         check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
@@ -113,7 +116,7 @@ class PsiSMCSampler(io.ComfyNode):
         latent = samples.expand(k, *samples.shape[1:]).contiguous() if samples.shape[0] == 1 else samples
         outcome = RunOutcome()
         function = smc_function(config, grad_batch_size, vae, reward, outcome, carried, generator, trace_steps,
-                                lookahead_decoder)
+                                lookahead_decoder, memory)
         guider = cfg_guider(model, positive, negative, cfg)
         callback = sampler_callback(model, steps)
         result = sample_with(guider, noise.to(latent.dtype), latent, sigmas, function, seed, callback)

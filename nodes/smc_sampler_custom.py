@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..comfy_host import memory_modes
 from ..comfy_host.checks import HostInputError, check_reward
 from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
-from .options import (check_lookahead_decoder, kernel_input, lookahead_decoder_input, reward_inputs,
+from .options import (check_lookahead_decoder, kernel_input, lookahead_decoder_input, memory_input, reward_inputs,
                       smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
@@ -40,6 +41,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                 *smc_control_inputs(),
                 kernel_input(),
                 lookahead_decoder_input(),
+                memory_input(),
             ],
             outputs=[
                 io.Sampler.Output("sampler", display_name="sampler",
@@ -64,7 +66,8 @@ class PsiSMCSamplerCustom(io.ComfyNode):
     @classmethod
     def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, initial_noise=None, trace_steps=6, tempering=True, tempering_ess=0.99,
-                guidance_clip=1.0, kernel="ancestral", lookahead_decoder="vae") -> io.NodeOutput:
+                guidance_clip=1.0, kernel="ancestral", lookahead_decoder="vae",
+                memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip, kernel)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
@@ -75,6 +78,7 @@ class PsiSMCSamplerCustom(io.ComfyNode):
                 raise HostInputError(
                     "initial_noise must be the Ψ Initial Sampler's NOISE (leave it empty for other noise)")
             particles = initial_noise.particles
+        memory_modes.check_mode(memory)
         function = smc_function(config, grad_batch_size, vae, reward, RunOutcome(), particles,
-                                trace_steps=trace_steps, lookahead_decoder=lookahead_decoder)
+                                trace_steps=trace_steps, lookahead_decoder=lookahead_decoder, memory=memory)
         return io.NodeOutput(make_sampler(function))

@@ -9,6 +9,10 @@ Nodes:
   PsiTestHostState      ComfyUI's globals that a gradient pass changes, between prompts
   PsiTestLatentDigest   sha256 and statistics of a LATENT, shown in /history
   PsiTestTraceSummary   a PSI_TRACE as JSON, shown in /history
+  PsiTestMemoryModes    gradients of every memory mode against fast's, and the wrapping around the passes
+  PsiTestFp8Model       a MODEL rebuilt with fp8 weight storage (as UNETLoader's weight_dtype does)
+  PsiTestOpaqueModel    a MODEL whose diffusion model hides its blocks
+  PsiTestPartialModel   a MODEL with a weight patch, always loaded partially (ComfyUI's lowvram path)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from comfy_api.latest import ComfyExtension, io
 
 from . import dynamic_standin as standin
+from . import memory_fixtures_nodes
 from . import faults, fixture_rewards, gradcheck, tiny
 
 PsiReward = io.Custom("PSI_REWARD")
@@ -172,7 +177,7 @@ class PsiTestTraceSummary(io.ComfyNode):
 
 
 NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestGradientFault, PsiTestHostState,
-         PsiTestLatentDigest, PsiTestTraceSummary]
+         PsiTestLatentDigest, PsiTestTraceSummary, *memory_fixtures_nodes.NODES]
 
 
 class FixtureExtension(ComfyExtension):

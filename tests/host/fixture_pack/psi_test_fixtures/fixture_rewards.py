@@ -5,13 +5,15 @@ tiny_net  a random-weight conv net (its weights are inference tensors when built
           a node, so the bridge must convert them)
 threshold no gradient: 1 where the mean pixel exceeds 0.5, else 0
 fail      like color, but raises from its third call on (a run failing mid-way)
+oom       like color, but raises torch.OutOfMemoryError in every gradient call (an
+          out-of-memory error inside a gradient pass)
 """
 
 from __future__ import annotations
 
 import torch
 
-KINDS = ("color", "tiny_net", "threshold", "fail")
+KINDS = ("color", "tiny_net", "threshold", "fail", "oom")
 FAIL_AT_CALL = 3
 
 
@@ -49,7 +51,9 @@ class FixtureReward:
         self.calls += 1
         if self.kind == "fail" and self.calls >= FAIL_AT_CALL:
             raise RuntimeError("fixture reward failure (expected by the test)")
-        if self.kind in ("color", "fail"):
+        if self.kind == "oom" and images.requires_grad:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (fixture)")
+        if self.kind in ("color", "fail", "oom"):
             target = torch.tensor([0.8, 0.3, 0.2], device=images.device).view(1, 3, 1, 1)
             return -(images - target).square().flatten(1).mean(dim=1)
         if self.kind == "tiny_net":
