@@ -19,8 +19,8 @@ from ..psi_core import InitialConfig
 from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
-from .options import (check_lookahead_decoder, conditioning_inputs, grad_batch_input,
-                      lookahead_decoder_input, memory_input, reward_inputs, schedule_inputs, seed_input, validation_result)
+from .options import (check_gradient_options, conditioning_inputs, grad_batch_input, lookahead_decoder_input,
+                      memory_input, reward_inputs, schedule_inputs, seed_input, validation_result)
 from .particles import PSI_KEY, stage_generator
 from .runs import RunOutcome, initial_function
 from .types import PsiTrace
@@ -98,14 +98,14 @@ class PsiInitialSampler(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
-                        adapt_step_size, topk_candidates, grad_batch_size, lookahead_decoder="vae"):
+                        adapt_step_size, topk_candidates, grad_batch_size, lookahead_decoder="vae",
+                        memory=None):
         values = (method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                   adapt_step_size, topk_candidates)
 
         def check():
             initial_config(*values)
-            integer_at_least("grad_batch_size", grad_batch_size, 1)
-            check_lookahead_decoder(lookahead_decoder)
+            check_gradient_options(grad_batch_size, lookahead_decoder, memory)
 
         return validation_result(check, *values, grad_batch_size)
 

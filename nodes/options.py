@@ -11,6 +11,7 @@ from ..comfy_host import memory_modes, taesd
 from ..comfy_host.sampling import scheduler_names
 from ..psi_core import DEFAULT_SCHEME, OUTPUTS, RESAMPLERS, SMCConfig
 from ..psi_core.names import ANCESTRAL, BASE_KERNELS
+from ..psi_core.validation import integer_at_least
 from .types import PsiReward
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -123,10 +124,14 @@ def lookahead_decoder_input() -> io.Input:
                 "The final particles are always decoded and scored with the VAE, so the target is the same.")
 
 
-def check_lookahead_decoder(value) -> None:
-    """Queue-time check of the option (the model is not known yet: see comfy_host.taesd)."""
-    if value is not None:
-        taesd.check_available(value)
+def check_gradient_options(grad_batch_size, lookahead_decoder, memory) -> None:
+    """Queue-time checks of the gradient passes' options shared by the sampler nodes (the
+    model is not known yet: comfy_host.taesd and comfy_host.memory_modes check it later)."""
+    integer_at_least("grad_batch_size", grad_batch_size, 1)
+    if lookahead_decoder is not None:
+        taesd.check_available(lookahead_decoder)
+    if memory is not None:
+        memory_modes.check_mode(memory)
 
 
 def memory_input() -> io.Input:

@@ -15,7 +15,7 @@ from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
-from .options import (check_lookahead_decoder, conditioning_inputs, kernel_input, lookahead_decoder_input, memory_input,
+from .options import (check_gradient_options, conditioning_inputs, kernel_input, lookahead_decoder_input, memory_input,
                       reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
                       trace_steps_input, validation_result)
 from .particles import PSI_KEY, PsiParticles, stage_generator
@@ -79,15 +79,15 @@ class PsiSMCSampler(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
                         grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral",
-                        lookahead_decoder="vae"):
+                        lookahead_decoder="vae",
+                        memory=None):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
                   guidance_clip, kernel)
 
         def check():
             smc_config(*values)
             integer_at_least("particles", particles, 1)
-            integer_at_least("grad_batch_size", grad_batch_size, 1)
-            check_lookahead_decoder(lookahead_decoder)
+            check_gradient_options(grad_batch_size, lookahead_decoder, memory)
 
         return validation_result(check, *values, particles, grad_batch_size)
 

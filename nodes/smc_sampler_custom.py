@@ -15,7 +15,7 @@ from ..comfy_host.checks import HostInputError, check_reward
 from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
 from .noise import PsiNoise
-from .options import (check_lookahead_decoder, kernel_input, lookahead_decoder_input, memory_input, reward_inputs,
+from .options import (check_gradient_options, kernel_input, lookahead_decoder_input, memory_input, reward_inputs,
                       smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
 from .runs import RunOutcome, smc_function
 
@@ -52,14 +52,14 @@ class PsiSMCSamplerCustom(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output,
                         grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral",
-                        lookahead_decoder="vae"):
+                        lookahead_decoder="vae",
+                        memory=None):
         values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
                   guidance_clip, kernel)
 
         def check():
             smc_config(*values)
-            integer_at_least("grad_batch_size", grad_batch_size, 1)
-            check_lookahead_decoder(lookahead_decoder)
+            check_gradient_options(grad_batch_size, lookahead_decoder, memory)
 
         return validation_result(check, *values, grad_batch_size)
 
