@@ -118,7 +118,7 @@ def timed_pass(torch, forward, inputs, device) -> tuple[float, float]:
 
 def part_rows(geometry, args, device) -> list[str]:
     import torch
-    from comfy_host import checkpointing
+    from psi_sampler.comfy_host import checkpointing
     latent = 8 if args.smoke else 64
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     parts = {
@@ -152,7 +152,7 @@ def part_rows(geometry, args, device) -> list[str]:
 def flux_rows(geometry, args, device) -> list[str]:
     """FLUX at full depth with fp8 weights (bf16 compute): does one look-ahead's denoiser fit?"""
     import torch
-    from comfy_host import checkpointing
+    from psi_sampler.comfy_host import checkpointing
     depth = (1, 1) if args.smoke else geometry.FLUX_FULL_DEPTH
     rows = ["| FLUX depth | weights | mode | weights GiB | activation peak GiB | fwd+bwd s |", "|---|---|---|---|---|---|"]
     net, forward, inputs, _ = geometry.build_flux(*depth, "fp8_e4m3fn", device=device)
@@ -202,14 +202,13 @@ def node_rows(geometry, pack, args, device) -> list[str]:
     import torch
     import folder_paths
     import nodes
-    from rewards.aesthetic import AestheticHead, AestheticReward  # noqa: F401  (the pack's own reward)
-    from rewards.bench import _clip_l14_aesthetic
+    from rewards_bench import clip_l14_aesthetic
     folder = Path(tempfile.mkdtemp(prefix="psi_gpu_models_"))
     unet_name, vae_name = write_checkpoints(geometry, folder, args.smoke)
     folder_paths.add_model_folder_path("diffusion_models", str(folder / "diffusion_models"))
     folder_paths.add_model_folder_path("vae", str(folder / "vae"))
     side = 64 if args.smoke else 512
-    reward = _clip_l14_aesthetic()
+    reward = clip_l14_aesthetic()
     smc = pack.nodes.smc_sampler.PsiSMCSampler
     cond = [[torch.randn(1, 77, 768), {}]]
     uncond = [[torch.zeros(1, 77, 768), {}]]

@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -103,7 +102,7 @@ def fwd_bwd(forward, inputs, repeats: int) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         out = forward(x, *inputs[1:])
         loss = out.float().square().mean()
-        t1, c1 = time.perf_counter(), time.process_time()
+        t1 = time.perf_counter()
         retained = _rss_kib("VmRSS") - base
         (grad,) = torch.autograd.grad(loss, x)
         t2, c2 = time.perf_counter(), time.process_time()
@@ -224,8 +223,8 @@ def build_taesd(latent_channels: int, latent: int):
 
 def build_reward(image: int):
     import torch
-    from rewards.bench import _clip_l14_aesthetic
-    reward = _clip_l14_aesthetic()
+    from rewards_bench import clip_l14_aesthetic
+    reward = clip_l14_aesthetic()
     params = sum(p.numel() for m in reward.modules() for p in m.parameters())
     images = torch.rand((1, 3, image, image), generator=torch.Generator().manual_seed(1))
     return None, reward, (images,), params
@@ -233,8 +232,9 @@ def build_reward(image: int):
 
 def run_part(args) -> dict:
     _host_setup(args.threads)
-    import torch
-    from comfy_host import checkpointing
+    from pack import load_pack
+    load_pack()
+    from psi_sampler.comfy_host import checkpointing
     latent = args.image // 8
     channels = 16 if args.model == "flux" else 4
     if args.part == "denoiser":
@@ -435,5 +435,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path[:0] = [str(REPO)]
     main()

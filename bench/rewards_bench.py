@@ -54,7 +54,7 @@ def time_forward_backward(reward: Reward, images: torch.Tensor, repeats: int = 2
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-def _clip_l14_aesthetic() -> Reward:
+def clip_l14_aesthetic() -> Reward:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
@@ -99,7 +99,7 @@ def benchmark_rewards(
 ) -> list[dict[str, Any]]:
     """Build each reward at real geometry with random weights; time forward/backward per image."""
     builders: dict[str, Callable[[], Reward]] = {
-        "aesthetic (CLIP ViT-L/14, 224)": _clip_l14_aesthetic,
+        "aesthetic (CLIP ViT-L/14, 224)": clip_l14_aesthetic,
         f"layout (Grounding DINO base, {detector_side})": (
             lambda: _grounding_dino_base_layout(bert_tokenizer, detector_side)
         ),

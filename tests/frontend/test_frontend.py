@@ -25,7 +25,7 @@ import frontend_graphs as graphs
 import host_graphs
 import pytest
 
-from rewards.targets import LayoutTarget
+from psi_sampler.rewards.targets import LayoutTarget
 
 OUR_FILES = ("psi_common.js", "psi_live_chart.js", "psi_box_editor.js")
 EXTENSIONS = ("psi.live_chart", "psi.box_editor")

@@ -14,11 +14,10 @@ from rewards_testing import assert_batch_equals_single, input_gradient, rand_ima
 from psi_sampler.rewards.heldout import (
     PromptSimilarityReward,
     load_hpsv2,
-    load_image_reward,
     load_pickscore,
     pickscore_reward,
 )
-from psi_sampler.rewards.image_reward import VISION_NAMES, rename_vision_key
+from psi_sampler.rewards.image_reward import VISION_NAMES, load_image_reward, rename_vision_key
 from psi_sampler.rewards.loading import RewardLoadError, RewardUnavailableError
 from psi_sampler.rewards.preprocess import CLIP_MEAN, CLIP_STD, clip_style, letterbox, normalize, resize
 
