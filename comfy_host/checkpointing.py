@@ -119,7 +119,7 @@ class _BlockCall:
         self.tensors = tuple(leaves[i] for i in self.slots)
         self.forward = forward
         self.recompute_context = recompute_context
-        self.out_spec = None
+        self.out_spec, self.out_slots, self.out_constants = None, [], []
 
     def run(self, tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Flat output tensors of the block on `tensors`; inputs are cloned first, so a block
@@ -129,9 +129,17 @@ class _BlockCall:
             leaves[slot] = tensor.clone() if tensor.is_floating_point() else tensor
         args, kwargs = pytree.tree_unflatten(leaves, self.spec)
         out_leaves, self.out_spec = pytree.tree_flatten(self.forward(*args, **kwargs))
-        if not all(isinstance(o, torch.Tensor) for o in out_leaves):
-            raise TypeError("a checkpointed block returned something other than tensors")
-        return out_leaves
+        # non-tensor outputs (SD3's last joint block returns (None, x)) are passed through as constants
+        self.out_slots = [i for i, leaf in enumerate(out_leaves) if isinstance(leaf, torch.Tensor)]
+        self.out_constants = [None if isinstance(leaf, torch.Tensor) else leaf for leaf in out_leaves]
+        return [out_leaves[i] for i in self.out_slots]
+
+    def outputs(self, tensors: Sequence[torch.Tensor]):
+        """The block's output structure with `tensors` in the places of its tensor outputs."""
+        leaves = list(self.out_constants)
+        for slot, tensor in zip(self.out_slots, tensors):
+            leaves[slot] = tensor
+        return pytree.tree_unflatten(leaves, self.out_spec)
 
 
 def _checkpointing_forward(original: Callable, recompute_context: Callable) -> Callable:
@@ -139,8 +147,7 @@ def _checkpointing_forward(original: Callable, recompute_context: Callable) -> C
         call = _BlockCall(original, args, kwargs, recompute_context)
         if not torch.is_grad_enabled() or not any(t.requires_grad for t in call.tensors):
             return original(*args, **kwargs)
-        outputs = _Checkpoint.apply(call, *call.tensors)
-        return pytree.tree_unflatten(list(outputs), call.out_spec)
+        return call.outputs(_Checkpoint.apply(call, *call.tensors))
 
     forward.psi_checkpointing = True
     return forward
