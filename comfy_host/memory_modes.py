@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import torch
 
-from .checkpointing import DEFAULT_MODE, MODES, BlocksNotFound, blocks_for, check_mode, checkpointed
+from .checkpointing import DEFAULT_MODE, MODES, BlocksNotFound, blocks_for, check_mode, checkpointed, find_blocks
 
 __all__ = ["DEFAULT_MODE", "MODES", "BlocksNotFound", "GradientOutOfMemory", "check", "check_mode",
-           "checkpointed", "out_of_memory", "parts_of", "TOOLTIP"]
+           "checkpointed", "find_blocks", "out_of_memory", "parts_of", "TOOLTIP"]
 
 TOOLTIP = ("Memory of the reward-gradient passes. fast: keep all activations. balanced: recompute the VAE "
            "decoder's blocks in backward (gradient checkpointing; most of the memory at 512² and above, little "
