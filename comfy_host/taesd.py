@@ -25,11 +25,13 @@ float32, [B, 3, 8h, 8w] for latents [B, C, h, w].
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 
+import folder_paths
 import torch
+
+from .compat import host_symbol
 
 #: values of the sampler nodes' `lookahead_decoder` option
 LOOKAHEAD_DECODERS = ("vae", "taesd")
@@ -57,14 +59,10 @@ def decoder_file_prefix(name: str) -> str:
     return f"{name}_decoder."
 
 
-def _folder_paths():
-    return importlib.import_module("folder_paths")
-
-
 def decoder_files() -> dict[str, str]:
     """{TAESD model name: file name in vae_approx} of the image TAESD decoders present."""
     found: dict[str, str] = {}
-    for file in sorted(_folder_paths().get_filename_list(FOLDER)):
+    for file in sorted(folder_paths.get_filename_list(FOLDER)):
         for name in TAESD_MODELS.values():
             if name not in found and os.path.basename(file).startswith(decoder_file_prefix(name)):
                 found[name] = file
@@ -100,7 +98,7 @@ def taesd_file(latent_format) -> str:
             f"{OPTION} 'taesd' needs models/{FOLDER}/{decoder_file_prefix(name)}pth or .safetensors for this "
             f"{format_name} model ({FOR_MODELS[name]}), and it is missing (get {name}_decoder from "
             f"github.com/madebyollin/taesd). Put it there, or set {OPTION} to vae")
-    return _folder_paths().get_full_path(FOLDER, file)
+    return folder_paths.get_full_path(FOLDER, file)
 
 
 def check_for_model(value: str, model) -> None:
@@ -135,10 +133,10 @@ def load_decoder(path: str, latent_channels: int, device) -> TaesdDecoder:
     key = (path, os.path.getmtime(path), int(latent_channels), str(device))
     module = _LOADED.get(key)
     if module is None:
-        taesd_class = importlib.import_module("comfy.taesd.taesd").TAESD
         with torch.inference_mode(False):
-            module = taesd_class(None, path, latent_channels=int(latent_channels)).to(device=device,
-                                                                                    dtype=torch.float32)
+            taesd_class = host_symbol("comfy.taesd.taesd.TAESD")
+            module = taesd_class(None, path, latent_channels=int(latent_channels))
+            module = module.to(device=device, dtype=torch.float32)
             module.requires_grad_(False)
             module.eval()
         _LOADED.clear()  # one decoder resident at a time (a few MB)
