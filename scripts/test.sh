@@ -59,6 +59,10 @@ else
       name="$(basename "$archive" .tar.gz)"
       versions+=("${name#comfyui-}")
     done
+    if [ "${#versions[@]}" -eq 0 ] && [ "${#host_paths[@]}" -gt 0 ]; then  # else it would pass having tested no node code
+      echo "no ComfyUI source archives in $shared/hosts: the host tests cannot run (set PSI_SHARED)" >&2
+      exit 3
+    fi
   elif [ "$hosts_spec" != "none" ]; then
     IFS=, read -r -a versions <<< "$hosts_spec"
   fi
