@@ -211,12 +211,17 @@ def build_vae_decoder(latent_channels: int, latent: int):
     return vae.decoder, vae.decode, (z,), params
 
 
-def build_taesd(latent_channels: int, latent: int):
+def build_taesd(latent_channels: int, latent: int, layers: str = "pack"):
+    """TAESD's decoder; layers "pack": with the pack's frozen-weight layers, as the look-ahead
+    loads it (comfy_host.taesd.load_decoder); "autograd": torch's own Conv2d and ReLU."""
     import torch
     from comfy.taesd.taesd import TAESD
     taesd = TAESD(latent_channels=latent_channels).eval()
     del taesd.taesd_encoder
     params = init_weights_(taesd, std=0.05)
+    if layers == "pack":
+        from psi_sampler.comfy_host.input_gradients import convert_frozen_layers
+        convert_frozen_layers(taesd.taesd_decoder)
     z = torch.randn((1, latent_channels, latent, latent), generator=torch.Generator().manual_seed(1))
     return taesd.taesd_decoder, taesd.taesd_decoder, (z,), params
 
@@ -245,7 +250,7 @@ def run_part(args) -> dict:
     elif args.part == "vae":
         root, forward, inputs, params = build_vae_decoder(channels, latent)
     elif args.part == "taesd":
-        root, forward, inputs, params = build_taesd(channels, latent)
+        root, forward, inputs, params = build_taesd(channels, latent, args.taesd_layers)
     elif args.part == "reward":
         root, forward, inputs, params = build_reward(args.image)
     else:
@@ -257,6 +262,7 @@ def run_part(args) -> dict:
         runs = fwd_bwd(forward, inputs, args.repeats)
     best = min(runs, key=lambda r: r["forward_s"] + r["backward_s"])
     return {"part": args.part, "model": args.model, "mode": args.mode, "image": args.image, "weights": args.weights,
+            "taesd_layers": args.taesd_layers if args.part == "taesd" else None,
             "double": args.double, "single": args.single, "params_m": params / 1e6, "blocks": len(blocks),
             "threads": args.threads, "repeats": args.repeats,
             "activation_gib": max(r["activation_gib"] for r in runs),
@@ -404,9 +410,44 @@ def plan_flux(args) -> str:
     return "\n".join(lines), parts
 
 
+def plan_decoders(args) -> tuple[str, dict]:
+    """The two look-ahead decoders alone at one image size, each configuration `repeats` times in a
+    fresh process: the VAE decoder and TAESD's, fast and checkpointed, TAESD also with torch's own
+    layers (what the pack's frozen-weight layers are measured against)."""
+    model, image = args.model, args.image
+    lines = [f"### Look-ahead decoders alone, {model.upper()} latent format, {image}² (batch 1)", "",
+             f"Machine: {machine()}; {args.threads} torch threads; min of {args.repeats} runs (memory: max).", "",
+             HEADER]
+    scale = (image / 512) ** 2
+    configs = {("vae", "fast"): "VAE decoder fast", ("vae", "ckpt"): "VAE decoder ckpt",
+               ("taesd-autograd", "fast"): "TAESD decoder, torch's layers, fast",
+               ("taesd", "fast"): "TAESD decoder, frozen-weight layers, fast",
+               ("taesd", "ckpt"): "TAESD decoder, frozen-weight layers, ckpt"}
+    parts = {}
+    for (part, mode), label in configs.items():
+        layers = "autograd" if part == "taesd-autograd" else "pack"
+        parts[part, mode] = spawn(part.split("-")[0], model, mode, image, args, (8 if part == "vae" else 3) * scale,
+                                  **({"taesd-layers": layers} if part != "vae" else {}))
+        lines.append(row(parts[part, mode], label))
+    lines.append("")
+    for (part, mode), label in configs.items():
+        if part == "vae":
+            continue
+        vae = parts["vae", mode]
+        r = parts[part, mode]
+        lines.append(f"- {label} / VAE decoder {mode}: CPU time {r['cpu_s'] / vae['cpu_s']:.3f}×, wall "
+                     f"{r['time_s'] / vae['time_s']:.3f}×, activation peak {r['activation_gib'] / vae['activation_gib']:.3f}×.")
+    fast = parts["taesd", "fast"]
+    lines.append(f"- TAESD frozen-weight layers / torch's layers (fast): activation peak "
+                 f"{fast['activation_gib'] / parts['taesd-autograd', 'fast']['activation_gib']:.3f}×, retained "
+                 f"{fast['retained_gib'] / parts['taesd-autograd', 'fast']['retained_gib']:.3f}×, CPU time "
+                 f"{fast['cpu_s'] / parts['taesd-autograd', 'fast']['cpu_s']:.3f}×.")
+    return "\n".join(lines) + "\n", parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", choices=("sd15", "sdxl", "flux"), help="run every part of one table")
+    parser.add_argument("--plan", choices=("sd15", "sdxl", "flux", "decoders"), help="run every part of one table")
     parser.add_argument("--part", choices=("denoiser", "vae", "taesd", "reward"))
     parser.add_argument("--model", choices=("sd15", "sdxl", "flux"), default="sd15")
     parser.add_argument("--mode", choices=("fast", "ckpt"), default="fast")
@@ -416,6 +457,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--taesd-layers", choices=("pack", "autograd"), default="pack",
+                        help="TAESD with the pack's frozen-weight layers (as the look-ahead runs it) or torch's own")
     parser.add_argument("--out", help="append the markdown table and the JSON figures to this file")
     args = parser.parse_args()
     if args.part:
@@ -424,8 +467,12 @@ def main() -> None:
     if not args.plan:
         parser.error("give --plan or --part")
     started = time.time()
-    text, parts = plan_flux(args) if args.plan == "flux" else plan_sd(args, args.plan)
-    text += f"\nCommand: `python bench/memory_geometry.py --plan {args.plan} --image {args.image} --repeats " \
+    if args.plan == "decoders":
+        text, parts = plan_decoders(args)
+    else:
+        text, parts = plan_flux(args) if args.plan == "flux" else plan_sd(args, args.plan)
+    model = f" --model {args.model}" if args.plan == "decoders" else ""
+    text += f"\nCommand: `python bench/memory_geometry.py --plan {args.plan}{model} --image {args.image} --repeats " \
             f"{args.repeats} --threads {args.threads}" + (f" --weights {args.weights}" if args.weights != "fp32" else "") \
             + f"` ({time.time() - started:.0f} s, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).\n"
     print(text)

@@ -24,6 +24,7 @@ both). Modules, one job each:
 * progress: interrupt checks, progress bars with latent previews;
 * latent_formats: ComfyUI's latent formats by class name;
 * taesd: ComfyUI's Tiny AutoEncoder as a cheaper look-ahead decoder (option lookahead_decoder);
+* input_gradients: frozen Conv2d/ReLU layers whose backward keeps no float activations (TAESD's);
 * clip_vision: ComfyUI's CLIP_VISION model as a differentiable image embedder;
 * t2icount: T2ICount's SD1.5 UNet features, VAE encoder and text on ComfyUI's classes.
 

@@ -65,7 +65,7 @@ def find_blocks(root: torch.nn.Module) -> list[torch.nn.Module]:
             else:
                 visit(child, False)
 
-    visit(root, isinstance(root, LISTS))  # a Sequential root (TAESD's decoder) is itself the list
+    visit(root, isinstance(root, LISTS))  # a Sequential root is itself the list
     return blocks
 
 

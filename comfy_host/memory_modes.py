@@ -13,19 +13,24 @@ The default is low. Measured at SD1.5 geometry (512², CFG, grad batch 1, float3
 look-ahead's activation memory is 0.24× fast's for 1.44× its compute time (balanced: 0.77×
 for 1.20×, the least memory saved per second spent); and only low fits the cases that run
 out of memory (FLUX at 512² on a 24 GB card; with fp8 weights fast mode also keeps every
-layer's bf16 cast of its weight for backward). Forward-only passes are never changed. A mode whose part has no blocks that can be
-found is refused before sampling (`check`), and an out-of-memory error inside a
-gradient pass is re-raised as `GradientOutOfMemory` naming the options that lower it.
+layer's bf16 cast of its weight for backward). Forward-only passes are never changed.
+
+The TAESD look-ahead decoder is not checkpointed in any mode: its frozen-weight layers
+(`input_gradients`) keep only boolean ReLU masks, less than the block inputs that
+checkpointing keeps (at 512² on a CPU, an activation peak of 0.34 GiB; checkpointed per
+block, 0.62 GiB). A mode whose part has no blocks that can be found is refused before
+sampling (`check`), and an out-of-memory error inside a gradient pass is re-raised as
+`GradientOutOfMemory` naming the options that lower it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .checkpointing import DEFAULT_MODE, MODES, BlocksNotFound, blocks_for, check_mode, checkpointed, find_blocks
+from .checkpointing import DEFAULT_MODE, MODES, BlocksNotFound, blocks_for, check_mode, checkpointed
 
 __all__ = ["DEFAULT_MODE", "MODES", "BlocksNotFound", "GradientOutOfMemory", "check", "check_mode",
-           "checkpointed", "find_blocks", "out_of_memory", "parts_of", "TOOLTIP"]
+           "checkpointed", "out_of_memory", "parts_of", "TOOLTIP"]
 
 TOOLTIP = ("Memory of the reward-gradient passes. fast: keep all activations. balanced: recompute the VAE "
            "decoder's blocks in backward (gradient checkpointing; most of the memory at 512² and above, little "

@@ -174,14 +174,6 @@ class SamplerBridge:
         self.checkpoint_blocks = check_memory_mode(
             self.memory, getattr(self.grad_base, "diffusion_model", self.grad_base), self.vae, self.grad_vae_model)
 
-    def lookahead_decoder_blocks(self) -> list:
-        """The approximate look-ahead decoder's blocks (TAESD's), when the `memory` mode
-        checkpoints the decoder: the mode applies to whichever decoder the look-ahead uses."""
-        module = getattr(self.lookahead_decoder, "module", None)
-        if module is None or "decoder" not in memory_modes.check_mode(self.memory):
-            return []
-        return memory_modes.find_blocks(getattr(module, "taesd_decoder", module))
-
     @contextlib.contextmanager
     def gradient_pass(self) -> Iterator[None]:
         """One gradient pass (forward and backward): ComfyUI's training switch on, the
@@ -190,8 +182,7 @@ class SamplerBridge:
         the pass fails or is interrupted. Out of memory re-raises naming the options that lower it."""
         guider_model = self.guider.inner_model
         recompute = lambda: clone_saved_activations() if self.clone_saved else contextlib.nullcontext()  # noqa: E731
-        blocks = self.checkpoint_blocks + self.lookahead_decoder_blocks()
-        with training_switch(), memory_modes.checkpointed(blocks, recompute):
+        with training_switch(), memory_modes.checkpointed(self.checkpoint_blocks, recompute):
             self.in_gradient_pass = True
             self.guider.inner_model = self.grad_base
             try:

@@ -32,6 +32,7 @@ import folder_paths
 import torch
 
 from .compat import host_symbol
+from .input_gradients import convert_frozen_layers
 
 #: values of the sampler nodes' `lookahead_decoder` option
 LOOKAHEAD_DECODERS = ("vae", "taesd")
@@ -112,7 +113,8 @@ def check_for_model(value: str, model) -> None:
 class TaesdDecoder:
     """x̂0 [B, C, h, w] (model latent space) → images [B, 3, 8h, 8w] float32, (TAESD.decode + 1)/2,
     unclamped. The module is ComfyUI's `comfy.taesd.taesd.TAESD` with the decoder only, float32,
-    weights with requires_grad off (gradients are taken with respect to x̂0 only)."""
+    weights with requires_grad off (gradients are taken with respect to x̂0 only), its convolutions
+    and ReLUs swapped for layers whose backward keeps no float activations (`input_gradients`)."""
 
     module: torch.nn.Module
     path: str
@@ -129,7 +131,10 @@ _LOADED: dict[tuple, torch.nn.Module] = {}
 
 def load_decoder(path: str, latent_channels: int, device) -> TaesdDecoder:
     """ComfyUI's TAESD with the decoder at `path` on `device`, made outside inference mode (the
-    executor runs nodes under it, and autograd cannot save inference tensors)."""
+    executor runs nodes under it, and autograd cannot save inference tensors). The instance is the
+    pack's own (not the previewer's), so its layers are swapped for frozen-weight ones: a gradient
+    through the decoder then keeps boolean ReLU masks instead of 64-channel float activations
+    (at 512² on a CPU, an activation peak of 0.34 GiB instead of 0.69 GiB; docs/benchmarks.md)."""
     key = (path, os.path.getmtime(path), int(latent_channels), str(device))
     module = _LOADED.get(key)
     if module is None:
@@ -139,6 +144,7 @@ def load_decoder(path: str, latent_channels: int, device) -> TaesdDecoder:
             module = module.to(device=device, dtype=torch.float32)
             module.requires_grad_(False)
             module.eval()
+            convert_frozen_layers(module.taesd_decoder)
         _LOADED.clear()  # one decoder resident at a time (a few MB)
         _LOADED[key] = module
     return TaesdDecoder(module, path)

@@ -8,7 +8,8 @@ shared fixture pack use them.
 
 Covers, for both families: Ψ initial sampler → Ψ SMC sampler (and the SAMPLER twin) with
 `lookahead_decoder = taesd` run; the gradient of the TAESD look-ahead matches finite
-differences (the tolerances of test_host.py's VAE check); the decoder is ComfyUI's previewer's
+differences (the tolerances of test_host.py's VAE check) and torch's autograd through ComfyUI's own
+TAESD (the pack swaps its layers for frozen-weight ones); the decoder is ComfyUI's previewer's
 TAESD on model-space latents; the final rewards in the trace are the rewards of the real VAE
 decode of the output latents (and differ from the TAESD look-ahead they replaced); a model
 without its decoder file is refused naming the option, the latent format and the file; with
@@ -41,6 +42,11 @@ FD_REL_STEP = 1e-6
 FLOAT32_RTOL = 1e-3
 #: the same float32 computation twice
 SAME = 1e-5
+#: one float32 gradient by two backward algorithms (the pack's conv_transpose of frozen layers, autograd's
+#: convolution backward): ~35 layers of 576-term sums, each a few float32 ulps (1.2e-7) relative
+TWO_BACKWARDS = 1e-4
+#: TAESD's image decoder: 1 + 3·10 (blocks) + 3 (after upsampling) + 1 convolutions, 1 + 3·10 ReLUs
+DECODER_LAYERS = {"Conv2d": 35, "ReLU": 31}
 TAESD = {"lookahead_decoder": "taesd"}
 
 host = graphs.host_conftest()
@@ -84,8 +90,8 @@ def test_taesd_gradient_decode_and_rewards_inside_comfyui(server, family):
     _success(entry, server)
     report = _ui(entry, check, "psi_taesd")[0]
     print(f"\n{family} TAESD: " + json.dumps({k: report[k] for k in ("gradient_direction", "random_direction",
-                                                                    "float32_vs_float64", "taesd_reward",
-                                                                    "vae_reward")}))
+                                                                    "float32_vs_float64", "vs_torch_autograd",
+                                                                    "taesd_reward", "vae_reward")}))
     assert report["latent_format"] == LATENT_FORMAT[family]
     assert Path(report["decoder_file"]).name == DECODER_FILE[family]
     assert report["approximate"]
@@ -95,6 +101,11 @@ def test_taesd_gradient_decode_and_rewards_inside_comfyui(server, family):
     assert report["float32_vs_float64"] < FLOAT32_RTOL, report
     assert report["gradient_norm"] > 0  # and through the model at σ > 0
     assert report["vs_comfy_previewer"] <= SAME, report
+    # every layer of the pack's TAESD decoder is a frozen-weight one, with autograd's gradient
+    layers = report["layers"]
+    assert "ReLU" not in layers and layers["MaskReLU"] == DECODER_LAYERS["ReLU"], layers
+    assert layers["FrozenConv2d"] == layers["Conv2d"] == DECODER_LAYERS["Conv2d"], layers
+    assert report["vs_torch_autograd"] < TWO_BACKWARDS, report
     # the look-ahead decodes with TAESD, the exact reward with the VAE
     assert report["exact_reward"] == pytest.approx(report["vae_reward"], rel=SAME, abs=SAME)
     assert abs(report["taesd_reward"] - report["vae_reward"]) > 1e-3, report

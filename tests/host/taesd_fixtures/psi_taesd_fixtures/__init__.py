@@ -10,6 +10,7 @@ Nodes:
 
 from __future__ import annotations
 
+import collections
 import sys
 from types import SimpleNamespace
 
@@ -61,7 +62,7 @@ class _Direct:
             return SimpleNamespace(reward=self.function(x0).reshape(-1))
 
 
-def _float64_gradient(function, x0: torch.Tensor) -> torch.Tensor:
+def _gradient(function, x0: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode(False), torch.enable_grad():
         x_in = x0.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(function(x_in).sum(), x_in)
@@ -106,7 +107,7 @@ def check_function(vae, reward, seed: int, rel_step: float, report: dict):
 
             try:
                 x64 = x0_hat.detach().double()
-                grad64 = _float64_gradient(in_float64, x64)
+                grad64 = _gradient(in_float64, x64)
                 step = rel_step * float(x64.flatten().norm())
                 direct = _Direct(in_float64)
                 random_v = _unit(torch.randn(x64.shape, generator=generator, dtype=torch.float64))
@@ -118,16 +119,23 @@ def check_function(vae, reward, seed: int, rel_step: float, report: dict):
                     reward.to(bridge.device, torch.float32)
             report["float32_vs_float64"] = float((at_zero.grad.double() - grad64).abs().max()
                                                  / grad64.abs().max().clamp_min(1e-30))
+            report["layers"] = dict(collections.Counter(type(m).__name__ for m in module.taesd_decoder.modules()))
             report["taesd_reward"] = float(evaluation.reward[0])
             report["exact_reward"] = float(look.exact_reward(x0_hat)[0])
             report["vae_reward"] = float(bridge.latent_reward(x0_hat)[0])
             # ComfyUI's own TAESD previewer: TAESD(None, decoder) on the model-space x̂0
-            preview = comfy.taesd.taesd.TAESD(None, bridge.lookahead_decoder.path,
-                                              latent_channels=latent_format.latent_channels)
+            with torch.inference_mode(False):  # weights autograd can save (the executor runs under inference mode)
+                preview = comfy.taesd.taesd.TAESD(None, bridge.lookahead_decoder.path,
+                                                  latent_channels=latent_format.latent_channels)
             with torch.inference_mode(False), torch.no_grad():
                 expected = (preview.decode(x0_hat.float().cpu()) + 1.0) / 2.0
                 ours = bridge.lookahead_decoder(x0_hat).float().cpu()
             report["vs_comfy_previewer"] = float((ours - expected).abs().max())
+            # the pack's frozen-weight layers against torch's autograd through the previewer's TAESD
+            autograd = _gradient(lambda x0: reward((preview.decode(x0) + 1.0) / 2.0),
+                                         x0_hat.detach().float().cpu())
+            report["vs_torch_autograd"] = float((at_zero.grad.float().cpu() - autograd).abs().max()
+                                                / autograd.abs().max().clamp_min(1e-30))
             report["image_shape"] = list(ours.shape)
             report["image_spread"] = float(ours.std())
         report["refusals"] = {name: _refusal(taesd, getattr(comfy.latent_formats, name)())
