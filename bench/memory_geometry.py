@@ -212,18 +212,20 @@ def build_vae_decoder(latent_channels: int, latent: int):
 
 
 def build_taesd(latent_channels: int, latent: int, layers: str = "pack"):
-    """TAESD's decoder; layers "pack": with the pack's frozen-weight layers, as the look-ahead
-    loads it (comfy_host.taesd.load_decoder); "autograd": torch's own Conv2d and ReLU."""
+    """TAESD's decoder: "pack", as the look-ahead loads and calls it (comfy_host.taesd:
+    frozen-weight layers); "autograd", torch's own Conv2d and ReLU (as ComfyUI's previewer)."""
     import torch
     from comfy.taesd.taesd import TAESD
     taesd = TAESD(latent_channels=latent_channels).eval()
     del taesd.taesd_encoder
     params = init_weights_(taesd, std=0.05)
-    if layers == "pack":
-        from psi_sampler.comfy_host.input_gradients import convert_frozen_layers
-        convert_frozen_layers(taesd.taesd_decoder)
     z = torch.randn((1, latent_channels, latent, latent), generator=torch.Generator().manual_seed(1))
-    return taesd.taesd_decoder, taesd.taesd_decoder, (z,), params
+    decoder = taesd.taesd_decoder
+    if layers == "pack":
+        from psi_sampler.comfy_host.taesd import decoder_input, prepare_for_gradients
+        prepare_for_gradients(decoder)
+        return decoder, lambda x: decoder(decoder_input(x, decoder)), (z,), params
+    return decoder, decoder, (z,), params
 
 
 def build_reward(image: int):
@@ -425,9 +427,9 @@ def plan_decoders(args) -> tuple[str, dict]:
                ("taesd", "ckpt"): "TAESD decoder, frozen-weight layers, ckpt"}
     parts = {}
     for (part, mode), label in configs.items():
-        layers = "autograd" if part == "taesd-autograd" else "pack"
-        parts[part, mode] = spawn(part.split("-")[0], model, mode, image, args, (8 if part == "vae" else 3) * scale,
-                                  **({"taesd-layers": layers} if part != "vae" else {}))
+        kind, _, layers = part.partition("-")
+        parts[part, mode] = spawn(kind, model, mode, image, args, (8 if part == "vae" else 3) * scale,
+                                  **({"taesd-layers": layers or "pack"} if kind == "taesd" else {}))
         lines.append(row(parts[part, mode], label))
     lines.append("")
     for (part, mode), label in configs.items():
@@ -437,11 +439,11 @@ def plan_decoders(args) -> tuple[str, dict]:
         r = parts[part, mode]
         lines.append(f"- {label} / VAE decoder {mode}: CPU time {r['cpu_s'] / vae['cpu_s']:.3f}×, wall "
                      f"{r['time_s'] / vae['time_s']:.3f}×, activation peak {r['activation_gib'] / vae['activation_gib']:.3f}×.")
-    fast = parts["taesd", "fast"]
+    frozen, torch_layers = parts["taesd", "fast"], parts["taesd-autograd", "fast"]
     lines.append(f"- TAESD frozen-weight layers / torch's layers (fast): activation peak "
-                 f"{fast['activation_gib'] / parts['taesd-autograd', 'fast']['activation_gib']:.3f}×, retained "
-                 f"{fast['retained_gib'] / parts['taesd-autograd', 'fast']['retained_gib']:.3f}×, CPU time "
-                 f"{fast['cpu_s'] / parts['taesd-autograd', 'fast']['cpu_s']:.3f}×.")
+                 f"{frozen['activation_gib'] / torch_layers['activation_gib']:.3f}×, retained "
+                 f"{frozen['retained_gib'] / torch_layers['retained_gib']:.3f}×, CPU time "
+                 f"{frozen['cpu_s'] / torch_layers['cpu_s']:.3f}×.")
     return "\n".join(lines) + "\n", parts
 
 
@@ -458,7 +460,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--taesd-layers", choices=("pack", "autograd"), default="pack",
-                        help="TAESD with the pack's frozen-weight layers (as the look-ahead runs it) or torch's own")
+                        help="TAESD as the look-ahead runs it (frozen-weight layers) or with torch's own layers")
     parser.add_argument("--out", help="append the markdown table and the JSON figures to this file")
     args = parser.parse_args()
     if args.part:

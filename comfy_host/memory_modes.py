@@ -9,9 +9,9 @@ images [B, 3, 8h, 8w]) and the reward, and differentiates the reward w.r.t. x.
             full-resolution activations are the largest single part of the pass
   low       checkpoint the decoder's and the denoiser's blocks
 
-The default is low. Measured at SD1.5 geometry (512², CFG, grad batch 1, float32), a
-look-ahead's activation memory is 0.24× fast's for 1.44× its compute time (balanced: 0.77×
-for 1.20×, the least memory saved per second spent); and only low fits the cases that run
+The default is low. Measured at SD1.5 geometry (512², CFG, grad batch 1, float32, CPU), a
+look-ahead's activation memory is 0.24× fast's for 1.40–1.51× its compute time (balanced:
+0.77× for 1.20×, the least memory saved per second spent); and only low fits the cases that run
 out of memory (FLUX at 512² on a 24 GB card; with fp8 weights fast mode also keeps every
 layer's bf16 cast of its weight for backward). Forward-only passes are never changed.
 

@@ -109,19 +109,37 @@ def check_for_model(value: str, model) -> None:
         taesd_file(model.get_model_object("latent_format"))
 
 
+def prepare_for_gradients(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` (a TAESD, or its decoder) made ready for look-ahead gradients, in place: eval,
+    weights frozen (gradients are taken with respect to x̂0 only), and its convolutions and
+    ReLUs swapped for frozen-weight layers (`input_gradients`), whose backward keeps boolean
+    ReLU masks instead of 64-channel float activations. Channels-last layout would save about
+    30 % of the time on a CPU, but it changes float32 rounding enough to flip ReLUs at their
+    kinks against ComfyUI's previewer (2e-3 relative in one test gradient), so the layout is
+    torch's default, as the previewer's."""
+    module.eval()
+    module.requires_grad_(False)
+    convert_frozen_layers(module)
+    return module
+
+
+def decoder_input(x0: torch.Tensor, module: torch.nn.Module) -> torch.Tensor:
+    """x̂0 [B, C, h, w] on `module`'s device, in its dtype."""
+    parameter = next(module.parameters())
+    return x0.to(device=parameter.device, dtype=parameter.dtype)
+
+
 @dataclass
 class TaesdDecoder:
     """x̂0 [B, C, h, w] (model latent space) → images [B, 3, 8h, 8w] float32, (TAESD.decode + 1)/2,
     unclamped. The module is ComfyUI's `comfy.taesd.taesd.TAESD` with the decoder only, float32,
-    weights with requires_grad off (gradients are taken with respect to x̂0 only), its convolutions
-    and ReLUs swapped for layers whose backward keeps no float activations (`input_gradients`)."""
+    prepared by `prepare_for_gradients` (its values are TAESD's, as ComfyUI's previewer decodes)."""
 
     module: torch.nn.Module
     path: str
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
-        parameter = next(self.module.parameters())
-        images = self.module.decode(x0.to(device=parameter.device, dtype=parameter.dtype))
+        images = self.module.decode(decoder_input(x0, self.module))
         return (images.float() + 1.0) / 2.0
 
 
@@ -132,19 +150,15 @@ _LOADED: dict[tuple, torch.nn.Module] = {}
 def load_decoder(path: str, latent_channels: int, device) -> TaesdDecoder:
     """ComfyUI's TAESD with the decoder at `path` on `device`, made outside inference mode (the
     executor runs nodes under it, and autograd cannot save inference tensors). The instance is the
-    pack's own (not the previewer's), so its layers are swapped for frozen-weight ones: a gradient
-    through the decoder then keeps boolean ReLU masks instead of 64-channel float activations
-    (at 512² on a CPU, an activation peak of 0.34 GiB instead of 0.69 GiB; docs/benchmarks.md)."""
+    pack's own (not the previewer's), so `prepare_for_gradients` may swap its layers (at 512² on
+    a CPU, forward and backward then peak at half the memory in the same time; docs/benchmarks.md)."""
     key = (path, os.path.getmtime(path), int(latent_channels), str(device))
     module = _LOADED.get(key)
     if module is None:
         with torch.inference_mode(False):
             taesd_class = host_symbol("comfy.taesd.taesd.TAESD")
             module = taesd_class(None, path, latent_channels=int(latent_channels))
-            module = module.to(device=device, dtype=torch.float32)
-            module.requires_grad_(False)
-            module.eval()
-            convert_frozen_layers(module.taesd_decoder)
+            module = prepare_for_gradients(module.to(device=device, dtype=torch.float32))
         _LOADED.clear()  # one decoder resident at a time (a few MB)
         _LOADED[key] = module
     return TaesdDecoder(module, path)
