@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import os
 import sys
 import tempfile
 import threading
@@ -271,6 +270,7 @@ def main() -> None:
     args = parser.parse_args()
     geometry, pack = setup(args.comfy, args.smoke)
     import torch
+    from psi_sampler.comfy_host.gradients import training_switch
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     skip = set(filter(None, args.skip.split(",")))
@@ -281,7 +281,11 @@ def main() -> None:
         if key in skip:
             continue
         try:
-            body = rows(geometry, args, device) if key != "node" else rows(geometry, pack, args, device)
+            if key == "node":  # the sampler node switches ComfyUI's training mode per gradient pass itself
+                body = rows(geometry, pack, args, device)
+            else:  # the parts' passes are gradient passes: ComfyUI's training mode on, as the bridge sets it
+                with training_switch():
+                    body = rows(geometry, args, device)
         except Exception as err:  # one part failing must not lose the others' figures
             body = [f"{key}: failed: {type(err).__name__}: {str(err)[:300]}"]
             print(body[0], flush=True)
