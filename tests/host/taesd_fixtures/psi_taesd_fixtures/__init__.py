@@ -132,8 +132,7 @@ def check_function(vae, reward, seed: int, rel_step: float, report: dict):
                 ours = bridge.lookahead_decoder(x0_hat).float().cpu()
             report["vs_comfy_previewer"] = float((ours - expected).abs().max())
             # the pack's frozen-weight layers against torch's autograd through the previewer's TAESD
-            autograd = _gradient(lambda x0: reward((preview.decode(x0) + 1.0) / 2.0),
-                                         x0_hat.detach().float().cpu())
+            autograd = _gradient(lambda x0: reward((preview.decode(x0) + 1.0) / 2.0), x0_hat.detach().float().cpu())
             report["vs_torch_autograd"] = float((at_zero.grad.float().cpu() - autograd).abs().max()
                                                 / autograd.abs().max().clamp_min(1e-30))
             report["image_shape"] = list(ours.shape)
