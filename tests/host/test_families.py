@@ -8,7 +8,7 @@ supported_models.ZImage) and Qwen-Image (5-D Wan 2.1 latents [B, 16, 1, H, W]). 
 - the bridge's reward gradient against central finite differences at two σ of the schedule, along
   the gradient and along a random direction (the tolerances of test_host.py; along the random
   direction relative to at least the typical size ‖∇‖/√d of a random unit direction's derivative,
-  see `random_direction_error`), with the in-place
+  see `host_graphs.random_direction_error`), with the in-place
   handling chosen by the bridge's one mechanism (FLUX-block models clone saved activations from the
   first pass; no family needs its pass repeated);
 - Ψ initial sampler (pCNL) → Ψ SMC sampler → VAE Decode → Save Image through the real executor (the
@@ -61,16 +61,6 @@ def need_family(host_families: list[str], family: str) -> None:
         pytest.skip(f"this ComfyUI has no comfy.supported_models class for {family}")
 
 
-def random_direction_error(check: dict, dimension: int) -> float:
-    """|finite difference − ⟨∇, v⟩| along the random unit direction v, relative to the larger of the two and
-    of ‖∇‖/√d, the typical |⟨∇, v⟩| of a random unit v in d dimensions. A draw nearly orthogonal to ∇ (far
-    below ‖∇‖/√d) leaves a derivative near float32 round-off of r̂ over the step: relative to itself alone
-    its error says nothing about the gradient (Qwen-Image at σ = 1: ⟨∇, v⟩ = 2.6e-3·‖∇‖, error 1.5e-6)."""
-    fd, analytic = check["random_direction"]["finite_difference"], check["random_direction"]["analytic"]
-    norm = check["gradient_direction"]["analytic"]  # ⟨∇, ∇/‖∇‖⟩ = ‖∇‖
-    return abs(fd - analytic) / max(abs(fd), abs(analytic), norm / dimension ** 0.5)
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_gradient_matches_finite_differences(comfy, host_families, family):
     need_family(host_families, family)
@@ -78,10 +68,10 @@ def test_gradient_matches_finite_differences(comfy, host_families, family):
     entry = comfy.run(prompt, timeout=600.0)
     assert_success(entry, comfy)
     report = outputs_of(entry, ids["check"], "psi_gradcheck")[0]
-    dimension = graphs.CHANNELS[family] * 64  # 8 × 8 latents (one frame)
+    dimension = graphs.latent_dimension(family)
     print(f"\n{family} gradient check: " + "; ".join(
         f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
-        f"random-dir {c['random_direction']['rel_error']:.2e} ({random_direction_error(c, dimension):.2e} "
+        f"random-dir {c['random_direction']['rel_error']:.2e} ({graphs.random_direction_error(c, dimension):.2e} "
         "of max(|⟨∇,v⟩|, ‖∇‖/√d))" for c in report["checks"]))
     assert report["family"] == ("eps" if family in ("sd15", "sdxl") else "flow")
     assert report["inference_weights_before"] > 0 and report["inference_weights_after"] == 0
@@ -91,7 +81,7 @@ def test_gradient_matches_finite_differences(comfy, host_families, family):
     assert len(report["checks"]) == 2 and report["checks"][0]["sigma"] > report["checks"][1]["sigma"] > 0
     for check in report["checks"]:
         assert check["gradient_direction"]["rel_error"] < graphs.GRADIENT_DIRECTION_RTOL, check
-        assert random_direction_error(check, dimension) < graphs.RANDOM_DIRECTION_RTOL, check
+        assert graphs.random_direction_error(check, dimension) < graphs.RANDOM_DIRECTION_RTOL, check
         assert check["batch_vs_single"] < 1e-4, check
 
 

@@ -97,8 +97,8 @@ def test_fp8_weights_gradient_matches_finite_differences(comfy, family, weight_d
     stored = outputs_of(entry, fp8, "psi_fp8")[0]
     assert stored["stored"] == [f"torch.float8_{weight_dtype[4:]}"], stored  # really stored as fp8
     report = outputs_of(entry, check, "psi_gradcheck")[0]
-    print_figures(f"{family} {weight_dtype}", report)
-    _assert_gradient_checks(report)
+    print_figures(f"{family} {weight_dtype}", report, family)
+    _assert_gradient_checks(report, family)
 
 
 def test_fp8_weights_under_every_memory_mode(comfy):
@@ -162,5 +162,5 @@ def test_partially_loaded_model_gradient_matches_finite_differences(comfy, famil
     assert_success(entry, comfy)
     assert outputs_of(entry, partial, "psi_partial")[0]["lowvram_modules"] > 0
     report = outputs_of(entry, check, "psi_gradcheck")[0]
-    print_figures(f"{family} partially loaded", report)
-    _assert_gradient_checks(report)
+    print_figures(f"{family} partially loaded", report, family)
+    _assert_gradient_checks(report, family)
