@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from comfy_host import kitchen_autograd as ka
+from psi_sampler.comfy_host import kitchen_autograd as ka
 
 D = 8
 
