@@ -84,7 +84,7 @@ def gradient_check(server, family: str) -> tuple[dict, int]:
     report = outputs_of(entry, ids["check"], "psi_gradcheck")[0]
     dimension = graphs.CHANNELS[family] * 64  # 8 × 8 latents (one frame)
     kitchen = (f" (comfy-kitchen {report['kitchen_version']}, kernels called with grad "
-               f"{report['kitchen_grad_calls']})") if report.get("kitchen_version") else ""
+               f"{report['kitchen_grad_calls']})") if report.get("ungated_modules") else ""
     print(f"\n{family} gradient check{kitchen}: " + "; ".join(
         f"σ={c['sigma']:.4g}: grad-dir {c['gradient_direction']['rel_error']:.2e}, "
         f"random-dir {c['random_direction']['rel_error']:.2e} ({random_direction_error(c, dimension):.2e} "
