@@ -57,6 +57,11 @@ one in either version):
   gemv_awq_w4a16                        AWQ weight-only linears                    none: refused
   na3d, sol_attn (0.2.40), fp16_conv3d, LTX VAE / video attention / 3-D VAE        none: not on an image
   group_norm_* (0.2.40)                 kernels                                     family's path
+  not custom ops: rms_gated_residual,   not called by ComfyUI 0.33's image         none: plain functions
+  fp16_linear, int8_linear_modulated,   families (text encoders' decode kernels,   over the backends (on
+  int8_linear_rms_modulated, mm_int8,   0.2.40's fused linears)                     the eager backend
+  w4a8_int8_linear, convrot_w4a4_linear,                                            autograd sees PyTorch
+  flash_attention_decode*, gated_delta*                                             ops; not tested)
 
 "pack" ops are checked in tests/core (reference against finite differences) and tests/host
 (kitchen forward against the reference, registered backward against finite differences, on the
