@@ -14,6 +14,8 @@ both). Modules, one job each:
 * gradients: ComfyUI's weights made usable by autograd, and its training switch;
 * checkpointing, memory_modes: the `memory` option's gradient checkpointing of repeated
   blocks (denoiser and VAE decoder) during gradient passes, and out-of-memory advice;
+* kitchen_autograd: backward formulas owned by the pack for comfy-kitchen's kernels (RoPE, fused
+  RMSNorm + RoPE, AdaLN), and the survey of which kitchen ops have one;
 * gradient_support: refusing a model whose ops have no backward, naming the op;
 * latent_tensors: latent-format tensors made usable by autograd;
 * saved_activations: backward through models that update saved activations in place;

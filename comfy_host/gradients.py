@@ -17,6 +17,8 @@ import torch
 
 import comfy.model_management as model_management
 
+from .kitchen_autograd import ensure_backward
+
 
 def make_gradient_ready(module: torch.nn.Module) -> int:
     """Replace inference-tensor parameters and buffers of `module` by normal clones
@@ -39,38 +41,33 @@ def make_gradient_ready(module: torch.nn.Module) -> int:
     return replaced
 
 
-# What a gradient pass needs on current hosts (ComfyUI 0.33.0, comfy-kitchen 0.2.31).
-# comfy-kitchen registers its kernels as torch.library custom ops with fake (meta)
-# implementations but no autograd formula (no register_autograd anywhere in the
-# package), so any of them on the differentiated path fails in backward. Where the
-# image models the pack supports reach them:
-# - RoPE: comfy/ldm/flux/math.py (`apply_rope`, `apply_rope1`, imported by FLUX, Chroma,
-#   Qwen-Image, HiDream, Lumina 2 / Z-Image, OmniGen2, ...) calls ck.apply_rope unless
-#   `comfy.model_management.in_training` is set; comfy/ldm/lumina/model.py fuses q/k
-#   RMSNorm + RoPE (ck.rms_rope, ck.rms_rope1) unless in_training. Both have eager paths.
+# What a gradient pass needs: a backward for every op on the differentiated path. comfy-kitchen's
+# kernels have none of their own; kitchen_autograd gives the ones image families reach (RoPE, fused
+# RMSNorm + RoPE, split-half RoPE, AdaLN) a backward owned by the pack, registered at the first pass
+# (its docstring surveys every kitchen op and says which are covered and how). ComfyUI 0.33 also has
+# a training switch, `comfy.model_management.in_training`, which its own trainer sets around its loop
+# (comfy_extras/nodes_train.py) and under which its image models take eager paths around those
+# kernels (flux/math.py RoPE, lumina's fused q/k norm + RoPE, ernie's fused norm + RoPE, ops.py's INT8
+# activation fusion): it is kept on as a second line, not relied on (releases between 0.3.64 and 0.33
+# call the kernels without it; tests/host/test_kitchen_gradients.py runs the families that way).
+# Elsewhere:
 # - Norms: comfy/rmsnorm.py is torch.nn.functional.rms_norm (autograd), not a kitchen op.
-# - Linear layers: comfy/ops.py quantised layers that quantise their input (fp8, nvfp4,
-#   mxfp8, int8) take `QuantLinearFunc` (ComfyUI's own torch.autograd.Function) when the
-#   input requires grad; the INT8 activation-fusion path (`linear_input_act`,
-#   ck.int8_linear) is skipped when in_training. Weight-only formats (AWQ W4A16) keep the
-#   weight a QuantizedTensor and F.linear dispatches to a kitchen op (ck.gemv_awq_w4a16)
-#   below autograd, so backward needs matmuls with that tensor subclass: untested (GPU-only
-#   formats), expected to fail loudly if unsupported.
-# - Attention: comfy/ldm/modules/attention.py uses PyTorch SDPA by default (autograd);
-#   `--use-ck-attention` (ck.int8_attention) and `--use-sage-attention` have no backward
-#   and in_training does not change them: with those flags gradient passes fail loudly.
-# - Ungated kitchen calls (no eager path even in training): cosmos/predict2.py
-#   (ck.rms_rope_split_half, Cosmos Predict2 / Anima) and minimax/vae.py: not supported for
-#   gradients here. ComfyUI 0.3.64 has no comfy-kitchen and no `in_training`.
-# So one switch covers every supported image family: `in_training`, which ComfyUI's own
-# trainer sets around its loop (comfy_extras/nodes_train.py).
+# - Linear layers: quantised layers that quantise their input (fp8, nvfp4, mxfp8, int8) take
+#   ComfyUI's own `QuantLinearFunc` (a torch.autograd.Function) when the input requires grad.
+#   Weight-only formats (AWQ W4A16) dispatch F.linear to ck.gemv_awq_w4a16 below autograd:
+#   untested (GPU-only formats), refused by gradient_support if it fails.
+# - Attention: PyTorch SDPA by default (autograd); `--use-ck-attention` (ck.int8_attention) and
+#   `--use-sage-attention` have no backward: gradient passes are refused naming the op.
+# ComfyUI 0.3.64 has no comfy-kitchen and no `in_training`.
 
 
 @contextlib.contextmanager
 def training_switch() -> Iterator[None]:
     """`comfy.model_management.in_training` on for one gradient pass (forward and
     backward), then restored to what it was (deleted again on hosts that never had
-    it), also when the pass raises or is interrupted."""
+    it), also when the pass raises or is interrupted. The pack's backward formulas for comfy-kitchen's
+    ops are registered first (once per process)."""
+    ensure_backward()
     had = hasattr(model_management, "in_training")
     previous = getattr(model_management, "in_training", False)
     model_management.in_training = True

@@ -90,9 +90,12 @@ def latent_format_for(model, trace: Trace):
 
 def preview_rgb(latents: torch.Tensor, latent_format) -> torch.Tensor:
     """Fast preview of model-space latents [K, C, h, w] (or one frame [K, C, 1, h, w]) -> [K, h, w, 3]
-    in [0, 1]: the latent format's linear RGB factors (as ComfyUI's Latent2RGB previewer); without
-    factors, the first three channels (or the mean) scaled from [-1, 1]."""
-    x = first_frame(latents).detach().to("cpu", torch.float32).movedim(1, -1)
+    in [0, 1]: the latent format's linear RGB factors (as ComfyUI's Latent2RGB previewer, after the format's
+    `latent_rgb_factors_reshape` where it has one: FLUX.2's 128 channels are 32 patchified 2×2, so
+    [K, 2h, 2w, 3]); without factors, the first three channels (or the mean) scaled from [-1, 1]."""
+    x = first_frame(latents).detach().to("cpu", torch.float32)
+    reshape = getattr(latent_format, "latent_rgb_factors_reshape", None)
+    x = (x if reshape is None else reshape(x)).movedim(1, -1)
     factors = getattr(latent_format, "latent_rgb_factors", None)
     if factors is not None and len(factors) == x.shape[-1]:
         weight = torch.tensor(factors, dtype=torch.float32).transpose(0, 1)

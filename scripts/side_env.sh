@@ -13,10 +13,15 @@
 #             documented optional extra for HPSv2 (open_clip_torch, with timm, ftfy, wcwidth; pure Python,
 #             nothing else the host has is replaced), so the host itself stays as ComfyUI installs it.
 #             Prints the folder.
+#   host-kitchen  a folder for a test host's PYTHONPATH holding comfy-kitchen $PSI_HOST_KITCHEN (default
+#             0.2.40, the newest on the registry in December 2026; ComfyUI 0.33.0 pins 0.2.31), which then
+#             takes the place of the host's own: the kitchen variant of the 0.33 host that
+#             tests/host/test_kitchen_gradients.py runs. Binary wheel: run with PYTHON set to the host's
+#             python (same interpreter version). Prints the folder.
 # The registry's torchvision is a CUDA build: host_patches.py guards it, as in the test hosts.
 set -euo pipefail
 {  # read whole before running: editing this file during a run cannot change the run
-name="${1:?usage: scripts/side_env.sh extras|gdino|t2icount}"
+name="${1:?usage: scripts/side_env.sh extras|gdino|t2icount|host-optional|host-kitchen}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/cached_env.sh"
 torch_spec="${PSI_HOST_TORCH:-torch==2.13.0}"
@@ -27,13 +32,14 @@ case "$name" in
   gdino)    packages=(groundingdino-py==0.4.0 "transformers>=4.46,<5"); unpinned=() ;;
   t2icount) packages=(einops); unpinned=() ;;
   host-optional) packages=(open_clip_torch timm ftfy wcwidth); unpinned=() ;;
-  *) echo "unknown side environment '$name' (extras, gdino, t2icount, host-optional)" >&2; exit 2 ;;
+  host-kitchen) packages=("comfy-kitchen==${PSI_HOST_KITCHEN:-0.2.40}"); unpinned=() ;;
+  *) echo "unknown side environment '$name' (extras, gdino, t2icount, host-optional, host-kitchen)" >&2; exit 2 ;;
 esac
 dir="$(psi_cache_root)/side/$name"
 # this environment's own recipe: another one's change does not rebuild it
 stamp="$(printf '%s\n' "$name" "${base[@]}" "${packages[@]}" "${unpinned[@]+"${unpinned[@]}"}" \
   | cat - "$here/scripts/cached_env.sh" "$here/scripts/host_patches.py" | sha256sum | cut -c1-16) $torch_spec"
-if [ "$name" = host-optional ]; then
+if [ "$name" = host-optional ] || [ "$name" = host-kitchen ]; then
   if [ "$(cat "$dir/.psi-stamp" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$dir"
     mkdir -p "$dir"

@@ -43,7 +43,9 @@ def main() -> None:
         expected = vae.decode(recorded.process_out(x0.clone())).float()
         expected = expected[:, 0] if expected.ndim == 5 else expected  # a 3-D VAE's [K, T, H, W, 3]: first frame
         preview = visualizer.preview_rgb(x0, chosen)
-        plain = (x0[:, :, 0] if frames else x0).movedim(1, -1)
+        plain = x0[:, :, 0] if frames else x0
+        reshape = getattr(recorded, "latent_rgb_factors_reshape", None)  # FLUX.2: 128 channels = 32 × 2 × 2
+        plain = (plain if reshape is None else reshape(plain)).movedim(1, -1)
         factors = torch.tensor(recorded.latent_rgb_factors, dtype=torch.float32)
         bias = getattr(recorded, "latent_rgb_factors_bias", None)
         by_hand = plain @ factors + (0.0 if bias is None else torch.tensor(bias, dtype=torch.float32))

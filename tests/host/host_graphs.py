@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 CHANNELS = {"sd15": 4, "sd15v": 4, "sdxl": 4, "sd3": 16, "flux": 16, "flux_schnell": 16, "chroma": 16,
-            "lumina2": 16, "zimage": 16, "qwen_image": 16, "no_backward": 4}
+            "lumina2": 16, "zimage": 16, "qwen_image": 16, "ernie": 128, "no_backward": 4}
 # cfg 1 (no negative pass) for the guidance-distilled models, as their workflows run them
 CFG = {"sd15": 2.0, "sd15v": 2.0, "sdxl": 2.0, "sd3": 2.0, "flux": 1.0, "flux_schnell": 1.0, "chroma": 2.0,
-       "lumina2": 2.0, "zimage": 1.0, "qwen_image": 2.0, "no_backward": 2.0}
+       "lumina2": 2.0, "zimage": 1.0, "qwen_image": 2.0, "ernie": 2.0, "no_backward": 2.0}
 
 # finite-difference tolerances of the gradient checks (float32 models; central difference + one Richardson step)
 GRADIENT_DIRECTION_RTOL = 1e-3

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 
 import torch
@@ -27,7 +28,10 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import dynamic_standin as standin
 from . import memory_fixtures_nodes
-from . import faults, fixture_rewards, gradcheck, tiny
+from . import faults, fixture_rewards, gradcheck, tiny, ungated_kitchen
+
+if os.environ.get(ungated_kitchen.ENV) == "1":  # a test server of its own (test_kitchen_gradients.py)
+    ungated_kitchen.remove_training_fallbacks()
 
 PsiReward = io.Custom("PSI_REWARD")
 PsiTrace = io.Custom("PSI_TRACE")
@@ -104,6 +108,9 @@ class PsiTestGradCheck(io.ComfyNode):
         indices = [int(v) for v in sigma_indices.split(",") if v.strip()]
         report = gradcheck.run(model, positive, negative, cfg, vae, reward, steps, indices, rel_step, seed,
                                forget_inplace)
+        report["ungated_modules"] = list(ungated_kitchen.PATCHED)
+        report["kitchen_version"] = ungated_kitchen.kitchen_version()
+        report["kitchen_backward"] = dict(gradcheck.pack_module("comfy_host.kitchen_autograd").COVERAGE)
         text = json.dumps(report)
         return io.NodeOutput(text, ui={"psi_gradcheck": [report]})
 

@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from . import dynamic_standin
+from . import dynamic_standin, ungated_kitchen
 
 
 def pack_module(suffix: str):
@@ -106,8 +106,12 @@ def run(model, positive, negative, cfg: float, vae, reward, steps: int, sigma_in
     guider = bridge.cfg_guider(model, positive, negative, cfg)
     function = check_function(pack_module("comfy_host.sampler_bridge"), vae, reward, sigma_indices, rel_step, seed,
                               report, forget_inplace)
+    calls_before = dict(ungated_kitchen.CALLS)
     with dynamic_standin.claim_dynamic(pack_module("comfy_host.dynamic_vram")):
         bridge.sample_with(guider, torch.zeros_like(latent), latent, sigmas, function, seed)
+    # kitchen kernels called with inputs requiring grad during this check (only counted when ungated)
+    report["kitchen_grad_calls"] = {k: v - calls_before.get(k, 0) for k, v in ungated_kitchen.CALLS.items()
+                                    if v > calls_before.get(k, 0)}
     report["inference_weights_after"] = inference_weights(model.model, vae.first_stage_model, *reward.modules())
     report["model_vae_inference_weights_after"] = inference_weights(model.model, vae.first_stage_model)
     report["standin_counts"] = dynamic_standin.counts_of(model)

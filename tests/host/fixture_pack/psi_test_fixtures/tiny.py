@@ -12,6 +12,10 @@ channels and blocks wide, as ComfyUI's loaders build the real ones:
   lumina2        Lumina 2 NextDiT (flow): q/k RMSNorm, which ComfyUI 0.33 fuses with RoPE
                  in a comfy-kitchen op outside training
   zimage         Z-Image NextDiT (flow, Z-Image modulation; hosts with supported_models.ZImage)
+  ernie          ERNIE-Image DiT (flow, shared AdaLN; hosts with supported_models.ErnieImage): q/k
+                 RMSNorm and split-half RoPE, which ComfyUI 0.33 runs in comfy-kitchen ops (fused
+                 outside training, apply_rope_split_half always); 128-channel latents (FLUX.2's
+                 format) decoded by a 128-channel AutoencoderKL at /8 (the real VAE is FLUX.2's)
   qwen_image     Qwen-Image MMDiT (flow) on 5-D Wan 2.1 latents [B, 16, 1, H, W], with a tiny
                  Wan 2.1 causal-3-D VAE
   no_backward    the sd15 UNet behind an op without backward (no_backward.py)
@@ -42,12 +46,12 @@ from comfy.ldm.models.autoencoder import AutoencoderKL
 from . import no_backward
 
 FAMILIES = ("sd15", "sd15v", "sdxl", "sd3", "flux", "flux_schnell", "chroma", "lumina2", "zimage", "qwen_image",
-            "no_backward")
+            "ernie", "no_backward")
 
 #: the comfy.supported_models class each family is built from (absent on some hosts: see available_families)
 SUPPORTED_CLASS = {"sd15": "SD15", "sd15v": "SD15", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux",
                    "flux_schnell": "FluxSchnell", "chroma": "Chroma", "lumina2": "Lumina2", "zimage": "ZImage",
-                   "qwen_image": "QwenImage", "no_backward": "SD15"}
+                   "qwen_image": "QwenImage", "ernie": "ErnieImage", "no_backward": "SD15"}
 
 SD15_UNET = {
     "use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 32,
@@ -100,6 +104,13 @@ ZIMAGE_DIT = {**LUMINA2_DIT, "dim": 256, "n_heads": 8, "n_kv_heads": 8, "ffn_dim
 QWEN_IMAGE_DIT = {
     "image_model": "qwen_image", "patch_size": 2, "in_channels": 64, "out_channels": 16, "num_layers": 1,
     "attention_head_dim": 32, "num_attention_heads": 2, "joint_attention_dim": 32, "axes_dims_rope": (8, 12, 12),
+    "dtype": torch.float32,
+}
+
+# ERNIE-Image's DiT on one layer of width 64 (two heads of 32 = the RoPE axes 8 + 12 + 12)
+ERNIE_DIT = {
+    "image_model": "ernie", "hidden_size": 64, "num_attention_heads": 2, "num_layers": 1, "ffn_hidden_size": 128,
+    "in_channels": 128, "out_channels": 128, "patch_size": 1, "text_in_dim": 32, "rope_axes_dim": (8, 12, 12),
     "dtype": torch.float32,
 }
 
@@ -281,6 +292,12 @@ def _qwen_image(generator):
     return model, [[text, {}]], [[text * 0.25, {}]]
 
 
+def _ernie(generator):
+    model = comfy.supported_models.ErnieImage(dict(ERNIE_DIT)).get_model({})
+    text, _ = _text_pooled(generator)
+    return model, [[text, {}]], [[text * 0.25, {}]]
+
+
 #: families built here (model, positive, negative); the older ones are built in `build` itself
 _BUILDERS = {"sdxl": _sdxl, "sd3": _sd3, "flux_schnell": _flux_schnell, "chroma": _chroma, "zimage": _zimage,
-             "qwen_image": _qwen_image}
+             "qwen_image": _qwen_image, "ernie": _ernie}
