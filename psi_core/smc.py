@@ -89,6 +89,8 @@ from .weights import LogWeights, ProposalDivergedError
 
 OUTPUTS = ("best", "all", "sample")
 INITIAL_WEIGHTS = ("consistent", "reference")
+LAST_NOISY, FINAL = "last_noisy", "final"
+LAMBDA_ONE_AT = (FINAL, LAST_NOISY)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ class SMCConfig:
     tempering: intermediate targets λ_t·r̂/α with λ chosen adaptively, rising to 1 by the
         last σ > 0 (off: λ = 1 throughout, the untempered twist of TDS).
     tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1).
+    lambda_one_at: final (λ's geometric floor counts σ = 0 as its last step; the exact final
+        increment [r(x0) − λ·r̂]/α completes the tilt, so no noisy step takes the rest of it
+        when there are few) | last_noisy (λ forced to 1 at the last σ > 0).
     guidance_clip c: the proposal shift s²·v is scaled down, per particle, until its
         RMS over coordinates is at most c·s (c noise standard deviations); 0 = off.
     """
@@ -123,7 +128,9 @@ class SMCConfig:
     initial_weights: str = "consistent"
     record_x0_steps: tuple[int, ...] = ()
     tempering: bool = True
-    tempering_ess: float = 0.99
+    tempering_ess: float = 0.5
+    lambda_one_at: str = "final"
+    full_tilt_guidance: bool = False
     guidance_clip: float = 1.0
 
     def validated(self) -> "SMCConfig":
@@ -136,6 +143,7 @@ class SMCConfig:
         validation.choice("output", self.output, OUTPUTS)
         validation.choice("initial_weights", self.initial_weights, INITIAL_WEIGHTS)
         validation.in_range("tempering_ess", self.tempering_ess, 0.0, 1.0, low_open=True, high_open=True)
+        validation.choice("lambda_one_at", self.lambda_one_at, LAMBDA_ONE_AT)
         validation.in_range("guidance_clip", self.guidance_clip, 0.0, 1e6)
         return self
 
@@ -315,8 +323,9 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
         mean = coeff.mean(x, evaluation.x0_hat)
         noise = randn_like(x, generator) * coeff.s
         log_ratio = torch.zeros(k, dtype=torch.float64)
-        if config.guided and coeff.s > 0 and lam > 0:
-            v, was_clipped = controlled_shift(evaluation.grad.to(x.device), lam * config.guidance / config.alpha,
+        guide_lam = 1.0 if config.full_tilt_guidance else lam
+        if config.guided and coeff.s > 0 and guide_lam > 0:
+            v, was_clipped = controlled_shift(evaluation.grad.to(x.device), guide_lam * config.guidance / config.alpha,
                                               coeff.s, config.guidance_clip)
             clipped = float(was_clipped.float().mean())
             x_new = mean + v * coeff.s ** 2 + noise
@@ -336,12 +345,15 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
             _diverged(f"the reward of all {k} proposed states is not finite (|x| up to "
                       f"{float(x_new.abs().max()):.3g})", evaluation, step, sigma, sigma_next, config)
         fixed = log_ratio - _scaled(evaluation.reward, lam / config.alpha)
-        if not config.tempering or remaining <= 1:
+        # "final": σ = 0 counts as one more step of the geometric floor and λ need not reach 1
+        # before it; the final increment [r(x0) − λ·r̂]/α then completes the tilt exactly
+        left = remaining + (1 if config.lambda_one_at == FINAL else 0)
+        if not config.tempering or left <= 1:
             lam_next = 1.0
         else:
             lam_next = max(next_lambda(torch.log(log_weights.normalized), fixed, new_eval.reward, lam,
                                        config.alpha, config.tempering_ess),
-                           lambda_floor(lam, remaining))
+                           lambda_floor(lam, left))
         increment = fixed + _scaled(new_eval.reward, lam_next / config.alpha)
     log_weights = log_weights.add(increment)
     record = SMCRecord(
