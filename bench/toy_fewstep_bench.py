@@ -7,8 +7,7 @@ Best-of-N at equal NFE on exact problems at 4, 8 and 25 steps (psi_core/toy/prob
 Problems: rare_mode (16-D, prior 0.98/0.02, reward on the small mode, α = 0.3), far_tail
 (64-D, r = −(x₁ − 3)²/2, α = 0.1) and figure1 (2-D, α = 0.1); denoisers tweedie (ancestral
 kernel, flow σ 0.9 → 0) and distilled (the exact flow map, lcm kernel, σ 1 → 0); tweedie at 200
-and 500 NFE, distilled at 200 NFE (500 NFE at 4 steps last, as time allows: every distilled
-evaluation integrates the flow map, ~100 denoiser calls).
+and 500 NFE, distilled at 200 NFE (500 NFE at 4 steps last); `regimes()` gives the order.
 Per run: E[r] error, mode-mass error (rare_mode, figure1) or |posterior mean of x₁ − 30/11|
 (far_tail), whether ≥ 50 % of the weight is on the rewarded region (the small mode; figure1's two
 small modes; x₁ > 2), the energy distance with duplicates merged, the distinct initial and final
@@ -41,13 +40,13 @@ METHODS = {
     "prior, untempered": dict(method=PRIOR, tempering=False),
     "prior, default": dict(method=PRIOR),
     "Ψ, 10 chains": dict(method=PCNL),
-    "Ψ, distinct chains": dict(method=PCNL, num_chains=0),
+    "Ψ, distinct chains": dict(method=PCNL, distinct_chains=True),
     "Best-of-N": dict(method=BON),
 }
 # other budget splits, α_mcmc and zero burn-in: 4 steps, distilled, 200 NFE, rare_mode and far_tail
 EXTRA = {
-    "Ψ, distinct, ¾ budget": dict(method=PCNL, num_chains=0, initial_fraction=0.75),
-    "Ψ, distinct, α_mcmc = 3α": dict(method=PCNL, num_chains=0, alpha_mcmc_factor=3.0),
+    "Ψ, distinct, ¾ budget": dict(method=PCNL, distinct_chains=True, initial_fraction=0.75),
+    "Ψ, distinct, α_mcmc = 3α": dict(method=PCNL, distinct_chains=True, alpha_mcmc_factor=3.0),
     "Ψ, 10 chains, no burn-in": dict(method=PCNL, burn_in_fraction=0.0),
 }
 
@@ -76,31 +75,63 @@ def one_run(name: str, problem, settings: ToySettings) -> dict:
 
 
 def regimes():
-    """(problem, steps, denoiser, nfe, methods) in the order they are run: 4 steps first."""
+    """(problem, steps, denoiser, nfe, methods) in the order they are run, most telling first: the
+    distilled model at 4 steps, then the Tweedie model at every step count, then the distilled one
+    at 8 and 25 steps (each distilled evaluation integrates the flow map, ~100 denoiser calls)."""
+    for name in FEW_STEP_PROBLEMS:
+        yield name, 4, "distilled", 200, METHODS
+    yield "far_tail", 4, "distilled", 200, EXTRA
     for steps in STEPS:
-        for nfe, denoiser in ((200, "distilled"), (200, "tweedie"), (500, "tweedie")):
+        for nfe in (200, 500):
             for name in FEW_STEP_PROBLEMS:
-                yield name, steps, denoiser, nfe, METHODS
-        if steps == 4:
-            for name in ("far_tail", "rare_mode"):
-                yield name, steps, "distilled", 200, EXTRA
+                yield name, steps, "tweedie", nfe, _methods(steps)
+    for steps in (8, 25):
+        for name in ("far_tail", "rare_mode", "figure1"):
+            yield name, steps, "distilled", 200, _methods(steps)
+    yield "rare_mode", 4, "distilled", 200, EXTRA
     for name in FEW_STEP_PROBLEMS:
         yield name, 4, "distilled", 500, METHODS
+
+
+def _methods(steps: int) -> dict:
+    """Beyond 4 steps K is small enough that 10 chains already give distinct particles (at 25
+    steps distinct_chains returns 10: the two Ψ rows would be the same runs)."""
+    if steps == 4:
+        return METHODS
+    return {k: v for k, v in METHODS.items() if k != "Ψ, 10 chains"}
+
+
+def _done(path: str, seeds: int) -> set:
+    """(problem, steps, denoiser, budget, method) groups already measured with `seeds` seeds in `path`."""
+    counts: dict[tuple, int] = {}
+    try:
+        for line in open(path):
+            r = json.loads(line)
+            key = (r["problem"], r["steps"], r["denoiser"], r["budget"], r["method"])
+            counts[key] = counts.get(key, 0) + 1
+    except FileNotFoundError:
+        pass
+    return {k for k, n in counts.items() if n >= seeds}
 
 
 def measure(args) -> None:
     index, count = (int(v) for v in args.shard.split("/"))
     torch.set_num_threads(1)
+    done = _done(args.out, args.seeds)
     with open(args.out, "a") as out:
         for i, (name, steps, denoiser, nfe, methods) in enumerate(regimes()):
             if i % count != index:
                 continue
             problem = few_step_problem(name, steps, denoiser)
             for label, options in methods.items():
+                if (name, steps, denoiser, nfe, label) in done:
+                    continue
+                rows = []
                 for seed in range(args.seeds):
                     row = one_run(name, problem, ToySettings(nfe=nfe, seed=seed, **options))
                     row.update(problem=name, steps=steps, denoiser=denoiser, budget=nfe, method=label, seed=seed)
-                    out.write(json.dumps(row) + "\n")
+                    rows.append(json.dumps(row) + "\n")
+                out.writelines(rows)  # whole groups only: an interrupted group is run again
                 out.flush()
             print(f"done {name} {steps} {denoiser} {nfe}", flush=True)
 

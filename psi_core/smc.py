@@ -113,6 +113,8 @@ class SMCConfig:
     lambda_one_at: final (λ's geometric floor counts σ = 0 as its last step; the exact final
         increment [r(x0) − λ·r̂]/α completes the tilt, so no noisy step takes the rest of it
         when there are few) | last_noisy (λ forced to 1 at the last σ > 0).
+    full_tilt_guidance: shift the proposal by the full twist's gradient (λ = 1) while the weights
+        follow the tempered targets (exact either way: log p_θ − log q corrects the proposal).
     guidance_clip c: the proposal shift s²·v is scaled down, per particle, until its
         RMS over coordinates is at most c·s (c noise standard deviations); 0 = off.
     """

@@ -26,7 +26,8 @@ class ToySettings:
     nfe: int = 500
     seed: int = 0
     step_size: float = 0.5
-    num_chains: int = 10          # 0: budget.distinct_chains (at least 10, more where copies would pile up)
+    num_chains: int = 10
+    distinct_chains: bool = False  # budget.distinct_chains: at least num_chains, more where copies would pile up
     burn_in_fraction: float = 0.5
     initial_fraction: float = 0.5
     alpha_mcmc_factor: float = 1.0  # α_mcmc = factor × the problem's α_mcmc (= α for every toy problem)
@@ -38,7 +39,7 @@ class ToySettings:
     tempering: bool = True
     lambda_one_at: str = "final"
     full_tilt_guidance: bool = False
-    tempering_ess: float = 0.99
+    tempering_ess: float = SMCConfig.tempering_ess
     guidance_clip: float = 1.0
 
 
@@ -64,9 +65,9 @@ def sample_toy(problem: ToyProblem, settings: ToySettings) -> ToySample:
     validation.choice("method", settings.method, METHODS)
     steps = problem.sigmas.numel() - 1
     chains = settings.num_chains
-    if chains == 0:
-        particles = plan_budget(settings.method, settings.nfe, steps, 10, settings.initial_fraction).num_particles
-        chains = distinct_chains(particles, int(round(settings.nfe * settings.initial_fraction)), 10,
+    if settings.distinct_chains and settings.method != BON:
+        particles = plan_budget(settings.method, settings.nfe, steps, chains, settings.initial_fraction).num_particles
+        chains = distinct_chains(particles, int(round(settings.nfe * settings.initial_fraction)), chains,
                                  settings.burn_in_fraction)
     plan = plan_budget(settings.method, settings.nfe, steps, chains, settings.initial_fraction)
     generator = make_generator(settings.seed)
