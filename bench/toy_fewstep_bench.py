@@ -36,7 +36,8 @@ from psi_sampler.psi_core.toy.run import ToySettings, sample_toy, toy_metrics  #
 STEPS = (4, 8, 25)
 FAR_TAIL_MEAN = 30.0 / 11.0
 METHODS = {
-    "prior, tempered (before)": dict(method=PRIOR, tempering_ess=0.99, lambda_one_at=LAST_NOISY),
+    "prior, tempered (before)": dict(method=PRIOR, tempering_ess=0.99, ess_by_steps=False,
+                                     lambda_one_at=LAST_NOISY),
     "prior, untempered": dict(method=PRIOR, tempering=False),
     "prior, default": dict(method=PRIOR),
     "Ψ, 10 chains": dict(method=PCNL),

@@ -109,7 +109,9 @@ class SMCConfig:
     record_x0_steps: step indices whose predicted clean latents the trace keeps.
     tempering: intermediate targets λ_t·r̂/α with λ chosen adaptively, rising to 1 by the
         last σ > 0 (off: λ = 1 throughout, the untempered twist of TDS).
-    tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1).
+    tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1), at 40 steps or more;
+        over N < 40 steps each increment keeps tempering_ess^((40/N)²) (`step_ess_target`;
+        ess_by_steps False: tempering_ess at any step count, the rule before few-step models).
     lambda_one_at: final (λ's geometric floor counts σ = 0 as its last step; the exact final
         increment [r(x0) − λ·r̂]/α completes the tilt, so no noisy step takes the rest of it
         when there are few) | last_noisy (λ forced to 1 at the last σ > 0).
@@ -130,8 +132,9 @@ class SMCConfig:
     initial_weights: str = "consistent"
     record_x0_steps: tuple[int, ...] = ()
     tempering: bool = True
-    tempering_ess: float = 0.5
+    tempering_ess: float = 0.99
     lambda_one_at: str = "final"
+    ess_by_steps: bool = True
     full_tilt_guidance: bool = False
     guidance_clip: float = 1.0
 
@@ -243,6 +246,22 @@ def next_lambda(log_w: torch.Tensor, fixed: torch.Tensor, reward: torch.Tensor, 
         mid = 0.5 * (low + high)
         low, high = (mid, high) if cess(mid) >= target else (low, mid)
     return low
+
+
+TEMPERING_REFERENCE_STEPS = 40
+
+
+def step_ess_target(tempering_ess: float, num_steps: int) -> float:
+    """The conditional-ESS fraction each λ increment keeps over `num_steps` sigma steps:
+    tempering_ess^((40/N)²) for N < 40 (0.99 → 0.78 at 8 steps, 0.37 at 4), tempering_ess otherwise.
+
+    A fixed target of 0.99 lets λ rise too slowly in a few steps: at 4 steps the geometric floor
+    and the final increment then carry most of the tilt in one step (rare-mode and far-tail toy
+    problems, docs/benchmarks.md); a fixed 0.5 or 0.965 biased the 40-step exact mixture problem
+    by 4–5 s.e. The exponent was chosen from those measurements, not derived."""
+    if num_steps >= TEMPERING_REFERENCE_STEPS:
+        return tempering_ess
+    return tempering_ess ** ((TEMPERING_REFERENCE_STEPS / num_steps) ** 2)
 
 
 def lambda_floor(lam: float, remaining: int) -> float:
@@ -410,6 +429,8 @@ def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahea
     if not math.isclose(schedule[0], float(initial.sigma0), rel_tol=1e-6, abs_tol=1e-9):
         raise ValueError(f"sigmas[0]={schedule[0]} does not match the initial particles' sigma {initial.sigma0}")
     steps = len(schedule) - 1
+    if config.ess_by_steps:
+        config = dataclasses.replace(config, tempering_ess=step_ess_target(config.tempering_ess, steps))
     # a fresh trace: the initial particles (and their trace) stay as the caller made them
     trace = dataclasses.replace(initial.trace, mcmc=list(initial.trace.mcmc), smc=[], selected=[], nfe={},
                                 alpha=config.alpha)

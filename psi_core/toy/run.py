@@ -40,6 +40,7 @@ class ToySettings:
     lambda_one_at: str = "final"
     full_tilt_guidance: bool = False
     tempering_ess: float = SMCConfig.tempering_ess
+    ess_by_steps: bool = True
     guidance_clip: float = 1.0
 
 
@@ -92,6 +93,7 @@ def sample_toy(problem: ToyProblem, settings: ToySettings) -> ToySample:
                                    ess_threshold=settings.ess_threshold, resampling=settings.resampling,
                                    tempering=settings.tempering, lambda_one_at=settings.lambda_one_at,
                                    full_tilt_guidance=settings.full_tilt_guidance, tempering_ess=settings.tempering_ess,
+                                   ess_by_steps=settings.ess_by_steps,
                                    guidance_clip=settings.guidance_clip,
                                    output="all"),
                          problem.family, generator)

@@ -17,7 +17,7 @@ from psi_sampler.psi_core.budget import mcmc_nfe, smc_nfe
 from psi_sampler.psi_core.families import ancestral_coefficients, kernel_coefficients
 from psi_sampler.psi_core.resampling import resample
 from psi_sampler.psi_core.smc import (SMCState, conditional_ess, initial_log_weights, lambda_floor, next_lambda, select_output,
-                          smc_init, smc_step)
+                                    smc_init, smc_step, step_ess_target)
 from psi_sampler.psi_core.toy import figure1
 from psi_sampler.psi_core.toy.metrics import mode_masses
 from psi_sampler.psi_core.weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
@@ -120,6 +120,13 @@ def test_lambda_floor_is_the_geometric_path_to_one():
     ratios = [b / a for a, b in zip(path, path[1:])]
     assert max(ratios) / min(ratios) < 1 + 1e-9 and path[-1] == 1.0  # equal factors in λ
     assert lambda_floor(0.0, 5) == 0.0
+
+
+def test_the_cess_target_scales_with_the_step_count():
+    assert step_ess_target(0.99, 40) == 0.99 and step_ess_target(0.99, 100) == 0.99
+    assert math.isclose(step_ess_target(0.99, 4), 0.99 ** 100)
+    assert math.isclose(step_ess_target(0.99, 8), 0.99 ** 25)
+    assert step_ess_target(0.99, 4) < step_ess_target(0.99, 8) < step_ess_target(0.99, 25) < 0.99
 
 
 def test_untempered_runs_keep_lambda_one_and_tempered_ones_reach_it_at_sigma_zero():
