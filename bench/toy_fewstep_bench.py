@@ -143,6 +143,26 @@ def _mse(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
 
 
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def default_check(runs: dict[str, list[dict]]) -> str:
+    """The done-when of the few-step defaults: how far "prior, default" is behind the better of the
+    tempered (before) and untempered rows, in standard errors of the difference, on E[r] error and
+    on mode/mean error ("behind" when positive; the criterion is ≤ 2)."""
+    rows = [runs.get(k) for k in ("prior, default", "prior, tempered (before)", "prior, untempered")]
+    if not all(rows):
+        return ""
+    parts = []
+    for metric, label in (("e_r", "E[r] error"), ("shape", "mode/mean error")):
+        d, ds = _mean_se([r[metric] for r in rows[0]])
+        best, bs = min((_mean_se([r[metric] for r in rows[1]]), _mean_se([r[metric] for r in rows[2]])))
+        z = (d - best) / max(math.hypot(ds, bs), 1e-12)
+        parts.append(f"{label} {d - best:+.3f} ({z:+.1f} s.e.{', BEHIND' if z > 2 else ''})")
+    return "default − better of before/untempered: " + "; ".join(parts)
+
+
 def table(paths: list[str]) -> None:
     rows = [json.loads(line) for p in paths for line in open(p)]
     groups: dict[tuple, dict[str, list[dict]]] = {}
@@ -167,6 +187,9 @@ def table(paths: list[str]) -> None:
                   f"{_mse([r['ed'] for r in runs])} | {statistics.mean(init) if init else float('nan'):.1f} | "
                   f"{statistics.mean(r['distinct_final'] for r in runs):.1f} | "
                   f"{statistics.mean(acc) if acc else float('nan'):.2f} |")
+        check = default_check(groups[key])
+        if check:
+            print(f"\n{check}")
 
 
 def main(argv: list[str] | None = None) -> int:
