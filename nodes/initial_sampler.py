@@ -76,8 +76,9 @@ class PsiInitialSampler(io.ComfyNode):
                                tooltip="Clip each chain's gradient to this root-mean-square (0 = off)."),
                 io.Boolean.Input("adapt_step_size", default=True,
                                  tooltip="Tune the step size during burn-in towards 60% acceptance, starting from "
-                                         "step_size (on by default: a fixed δ can stop the chains moving under a "
-                                         "strong reward). The acceptance and final δ are shown on the node."),
+                                         "step_size (with burn_in 0: throughout, with a diminishing gain; on by "
+                                         "default: a fixed δ can stop the chains moving under a strong reward). The "
+                                         "acceptance, final δ and distinct particles are shown on the node."),
                 io.Int.Input("topk_candidates", default=0, min=0, max=100000,
                              tooltip="topk only: number N of prior draws to choose from (0 = 4·K)."),
                 io.Sigmas.Input("sigmas", optional=True,

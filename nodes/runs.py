@@ -67,10 +67,13 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
 
 
 def initial_summary(method: str, num_particles: int, trace: Trace) -> str:
-    """The initial sampler's node text: particles, MCMC acceptance and final step size δ."""
+    """The initial sampler's node text: particles (distinct ones where MCMC can repeat a state),
+    MCMC acceptance, final step size δ and how δ was tuned."""
     text = f"{method}: {num_particles} particles"
+    if trace.distinct_initial is not None:
+        text += f" ({trace.distinct_initial} distinct)"
     if trace.acceptance is not None:
-        text += f" · acceptance {trace.acceptance:.2f} · δ {trace.final_step_size:.3g}"
+        text += f" · acceptance {trace.acceptance:.2f} · δ {trace.final_step_size:.3g} ({trace.adaptation})"
     return text
 
 

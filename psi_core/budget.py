@@ -12,6 +12,7 @@ are counted apart because they cost about a third as much.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from . import validation
@@ -102,3 +103,35 @@ def plan_budget(method: str, nfe: int, num_steps: int, num_chains: int = 1,
 def _enough(method: str, nfe: int, count: int) -> None:
     if count < 1:
         raise ValueError(f"nfe={nfe} is too small for method {method!r} at this number of steps and chains")
+
+
+def distinct_chains(num_particles: int, initial_nfe: int, min_chains: int = 1, burn_in_fraction: float = 0.5,
+                    acceptance: float = 0.3, distinct: float = 0.9) -> int:
+    """Fewest chains C ≥ min(`min_chains`, K) (the most iterations each) whose thinned states leave at least a
+    `distinct` fraction of the K = `num_particles` initial particles distinct at the given
+    acceptance.
+
+    With T = ⌊I/C⌋ − 1 iterations, B = ⌊f·T⌋ of them burn-in, each chain gives m = ⌈K/C⌉
+    states g = ⌊(T − B)/m⌋ apart; two states g iterations apart are copies only if all g
+    moves were rejected, so the expected fraction of copies is (m − 1)/m·(1 − a)^g. One
+    state per chain (C = K) is always distinct; C is capped there. Where no C reaches the
+    fraction, the one with the fewest expected copies among those that give K states.
+    """
+    validation.integer_at_least("num_particles", num_particles, 1)
+    validation.integer_at_least("initial_nfe", initial_nfe, 2)
+    best, best_copies = min(min_chains, num_particles), math.inf
+    for chains in range(min(min_chains, num_particles), num_particles + 1):
+        steps = initial_nfe // chains - 1
+        if steps < 1:
+            break
+        kept = steps - int(steps * burn_in_fraction)
+        per_chain = -(-num_particles // chains)
+        gap = kept // per_chain
+        if gap < 1:
+            continue
+        copies = (per_chain - 1) / per_chain * (1.0 - acceptance) ** gap
+        if copies <= 1.0 - distinct:
+            return chains
+        if copies < best_copies:
+            best, best_copies = chains, copies
+    return best

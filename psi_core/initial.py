@@ -10,7 +10,8 @@ scaling), ε [K, ...] standard noise. The reward-aware posterior over ε is
     pcnl, mala, ula  C chains on π (mcmc.py), run as one batch; after `burn_in`
                      iterations K states are taken, spread over chains and time
                      (thinning); δ is tuned during burn-in by Robbins–Monro on log δ
-                     towards `target_acceptance`, then frozen.
+                     towards `target_acceptance`, then frozen (without burn-in: tuned
+                     throughout with a diminishing gain).
     prior            ε ~ N(0, I)  (prior-initialised SMC, the TDS / DAS baseline)
     topk             N prior draws scored forward-only; the K best are kept.
 
@@ -45,9 +46,9 @@ class InitialConfig:
     included), burn_in B, step_size δ, alpha_mcmc (temperature of the tilt),
     grad_clip (max RMS of ∇_ε f; None = off), adapt_step_size (tune δ during
     burn-in towards target_acceptance, starting from step_size — the paper's δ = 0.5 —
-    and frozen after it; on by default because a fixed δ can stop the chains moving
-    under strong tilts; nothing to tune when burn_in = 0 or for ULA, which has no
-    acceptance test), topk_candidates N (topk only; 0 = 4·K).
+    and frozen after it; with burn_in = 0, over every iteration with a diminishing gain;
+    on by default because a fixed δ can stop the chains moving under strong tilts;
+    nothing to tune for ULA, which has no acceptance test), topk_candidates N (topk only; 0 = 4·K).
     """
 
     method: str = PCNL
@@ -195,15 +196,19 @@ def _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iterati
     kept: list[ChainState] = []
     step_size = float(config.step_size)
     log_step = math.log(step_size)
+    adapting = config.adapt_step_size and config.method in ADAPTIVE_KERNELS
+    trace.adaptation = ("off" if not adapting else "burn_in" if config.burn_in > 0 else "diminishing")
     for i in range(config.mcmc_steps):
         state, info = step(state, potential, step_size, generator, config.grad_clip)
         burn = i < config.burn_in
         record = MCMCRecord(iteration=i, step_size=step_size, accepted=info.accepted.cpu(),
                             reward=state.evaluation.reward.detach().cpu(), burn_in=burn)
         trace.mcmc.append(record)
-        if burn and config.adapt_step_size and config.method in ADAPTIVE_KERNELS:
+        if adapting and (burn or config.burn_in == 0):
             # Robbins–Monro on log δ; frozen after burn-in so kept states come from a fixed kernel.
-            # ULA accepts every finite move, so adapting its δ to an acceptance would only grow it
+            # Without burn-in the gain (i+1)^−0.6 → 0 is diminishing adaptation (Roberts & Rosenthal
+            # 2007), which keeps the chains' limit law. ULA accepts every finite move, so adapting its
+            # δ to an acceptance would only grow it
             gain = 1.0 / (i + 1) ** 0.6
             log_step += gain * (float(info.accepted.float().mean()) - config.target_acceptance)
             step_size = min(math.exp(log_step), MAX_STEP_SIZE[config.method] * 0.999)
@@ -214,8 +219,14 @@ def _mcmc(config, lookahead, start, shape, sigma0, generator, device, on_iterati
         if on_iteration is not None:
             on_iteration(i + 1, config.mcmc_steps, record)
     chains = _concat(kept)
+    trace.distinct_initial = distinct_count(chains.eps)
     return InitialParticles(config.method, chains.eps, start(chains.eps), float(sigma0),
                             chains.evaluation, config.alpha_mcmc, trace)
+
+
+def distinct_count(x: torch.Tensor) -> int:
+    """Number of distinct rows of x [K, ...] (a rejected MCMC move repeats its state exactly)."""
+    return int(torch.unique(x.reshape(x.shape[0], -1).cpu(), dim=0).shape[0])
 
 
 def _select(state: ChainState, idx: torch.Tensor) -> ChainState:

@@ -89,6 +89,8 @@ from .weights import LogWeights, ProposalDivergedError
 
 OUTPUTS = ("best", "all", "sample")
 INITIAL_WEIGHTS = ("consistent", "reference")
+LAST_NOISY, FINAL = "last_noisy", "final"
+LAMBDA_ONE_AT = (FINAL, LAST_NOISY)
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,14 @@ class SMCConfig:
     record_x0_steps: step indices whose predicted clean latents the trace keeps.
     tempering: intermediate targets λ_t·r̂/α with λ chosen adaptively, rising to 1 by the
         last σ > 0 (off: λ = 1 throughout, the untempered twist of TDS).
-    tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1).
+    tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1), at 40 steps or more;
+        over N < 40 steps each increment keeps tempering_ess^((40/N)²) (`step_ess_target`;
+        ess_by_steps False: tempering_ess at any step count, the rule before few-step models).
+    lambda_one_at: final (λ's geometric floor counts σ = 0 as its last step; the exact final
+        increment [r(x0) − λ·r̂]/α completes the tilt, so no noisy step takes the rest of it
+        when there are few) | last_noisy (λ forced to 1 at the last σ > 0).
+    full_tilt_guidance: shift the proposal by the full twist's gradient (λ = 1) while the weights
+        follow the tempered targets (exact either way: log p_θ − log q corrects the proposal).
     guidance_clip c: the proposal shift s²·v is scaled down, per particle, until its
         RMS over coordinates is at most c·s (c noise standard deviations); 0 = off.
     """
@@ -124,6 +133,9 @@ class SMCConfig:
     record_x0_steps: tuple[int, ...] = ()
     tempering: bool = True
     tempering_ess: float = 0.99
+    lambda_one_at: str = "final"
+    ess_by_steps: bool = True
+    full_tilt_guidance: bool = False
     guidance_clip: float = 1.0
 
     def validated(self) -> "SMCConfig":
@@ -136,6 +148,7 @@ class SMCConfig:
         validation.choice("output", self.output, OUTPUTS)
         validation.choice("initial_weights", self.initial_weights, INITIAL_WEIGHTS)
         validation.in_range("tempering_ess", self.tempering_ess, 0.0, 1.0, low_open=True, high_open=True)
+        validation.choice("lambda_one_at", self.lambda_one_at, LAMBDA_ONE_AT)
         validation.in_range("guidance_clip", self.guidance_clip, 0.0, 1e6)
         return self
 
@@ -235,6 +248,22 @@ def next_lambda(log_w: torch.Tensor, fixed: torch.Tensor, reward: torch.Tensor, 
     return low
 
 
+TEMPERING_REFERENCE_STEPS = 40
+
+
+def step_ess_target(tempering_ess: float, num_steps: int) -> float:
+    """The conditional-ESS fraction each λ increment keeps over `num_steps` sigma steps:
+    tempering_ess^((40/N)²) for N < 40 (0.99 → 0.78 at 8 steps, 0.37 at 4), tempering_ess otherwise.
+
+    A fixed target of 0.99 lets λ rise too slowly in a few steps: at 4 steps the geometric floor
+    and the final increment then carry most of the tilt in one step (rare-mode and far-tail toy
+    problems, docs/benchmarks.md); a fixed 0.5 or 0.965 biased the 40-step exact mixture problem
+    by 4–5 s.e. The exponent was chosen from those measurements, not derived."""
+    if num_steps >= TEMPERING_REFERENCE_STEPS:
+        return tempering_ess
+    return tempering_ess ** ((TEMPERING_REFERENCE_STEPS / num_steps) ** 2)
+
+
 def lambda_floor(lam: float, remaining: int) -> float:
     """λ^((n−1)/n) for n = `remaining` stochastic steps: the geometric path from λ to 1 in log λ,
     so λ reaches 1 by the last noisy step however long the conditional ESS holds it back
@@ -315,8 +344,9 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
         mean = coeff.mean(x, evaluation.x0_hat)
         noise = randn_like(x, generator) * coeff.s
         log_ratio = torch.zeros(k, dtype=torch.float64)
-        if config.guided and coeff.s > 0 and lam > 0:
-            v, was_clipped = controlled_shift(evaluation.grad.to(x.device), lam * config.guidance / config.alpha,
+        guide_lam = 1.0 if config.full_tilt_guidance else lam
+        if config.guided and coeff.s > 0 and guide_lam > 0:
+            v, was_clipped = controlled_shift(evaluation.grad.to(x.device), guide_lam * config.guidance / config.alpha,
                                               coeff.s, config.guidance_clip)
             clipped = float(was_clipped.float().mean())
             x_new = mean + v * coeff.s ** 2 + noise
@@ -336,12 +366,15 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
             _diverged(f"the reward of all {k} proposed states is not finite (|x| up to "
                       f"{float(x_new.abs().max()):.3g})", evaluation, step, sigma, sigma_next, config)
         fixed = log_ratio - _scaled(evaluation.reward, lam / config.alpha)
-        if not config.tempering or remaining <= 1:
+        # "final": σ = 0 counts as one more step of the geometric floor and λ need not reach 1
+        # before it; the final increment [r(x0) − λ·r̂]/α then completes the tilt exactly
+        left = remaining + (1 if config.lambda_one_at == FINAL else 0)
+        if not config.tempering or left <= 1:
             lam_next = 1.0
         else:
             lam_next = max(next_lambda(torch.log(log_weights.normalized), fixed, new_eval.reward, lam,
                                        config.alpha, config.tempering_ess),
-                           lambda_floor(lam, remaining))
+                           lambda_floor(lam, left))
         increment = fixed + _scaled(new_eval.reward, lam_next / config.alpha)
     log_weights = log_weights.add(increment)
     record = SMCRecord(
@@ -396,6 +429,8 @@ def run_smc(initial: InitialParticles, sigmas: torch.Tensor, lookahead: Lookahea
     if not math.isclose(schedule[0], float(initial.sigma0), rel_tol=1e-6, abs_tol=1e-9):
         raise ValueError(f"sigmas[0]={schedule[0]} does not match the initial particles' sigma {initial.sigma0}")
     steps = len(schedule) - 1
+    if config.ess_by_steps:
+        config = dataclasses.replace(config, tempering_ess=step_ess_target(config.tempering_ess, steps))
     # a fresh trace: the initial particles (and their trace) stay as the caller made them
     trace = dataclasses.replace(initial.trace, mcmc=list(initial.trace.mcmc), smc=[], selected=[], nfe={},
                                 alpha=config.alpha)

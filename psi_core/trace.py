@@ -57,6 +57,8 @@ class Trace:
     alpha_mcmc: float | None = None
     initial_lambda: float = 1.0                      # λ_0 of the first SMC target
     latent_format: str | None = None                 # the model's latent space, named by the host that ran it
+    adaptation: str = "off"                          # δ tuning: off | burn_in | diminishing (no burn-in)
+    distinct_initial: int | None = None              # distinct initial particles (None without MCMC)
 
     @property
     def lambdas(self) -> list[float]:
@@ -102,6 +104,8 @@ class Trace:
             "final_step_size": self.final_step_size,
             "min_ess": self.min_ess,
             "initial_lambda": self.initial_lambda,
+            "adaptation": self.adaptation,
+            "distinct_initial": self.distinct_initial,
             "latent_format": self.latent_format,
             "selected": list(self.selected),
             "initial_reward": lst(self.initial_reward),

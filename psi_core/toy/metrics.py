@@ -20,10 +20,14 @@ def energy_distance(x: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, unb
     for equal weights; likewise for y), whose expectation does not depend on K. It can be
     slightly negative when the two agree. With a single particle holding all the weight
     the within-particle term is unavailable and the plug-in value is returned.
+
+    Identical particles (copies left by resampling before a deterministic last step, or by
+    rejected MCMC moves) are merged first, their weights summed: otherwise the diagonal-free
+    estimate would count two copies as two independent draws at distance 0, and the same
+    weighted law would score differently depending on whether it had been resampled.
     """
-    x = x.reshape(x.shape[0], -1).to(torch.float64)
+    x, w = merge_duplicates(x, weights)
     y = y.to(torch.float64)
-    w = weights.to(torch.float64) / weights.sum()
     m = y.shape[0]
     v = torch.full((m,), 1.0 / m, dtype=torch.float64)
     xy = w @ torch.cdist(x, y) @ v
@@ -36,6 +40,17 @@ def energy_distance(x: torch.Tensor, weights: torch.Tensor, y: torch.Tensor, unb
         if m > 1:
             yy = yy * m / (m - 1)
     return float(2 * xy - xx - yy)
+
+
+def merge_duplicates(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distinct rows [n, d] float64, their summed normalised weights [n]) of x [K, ...] with weights [K];
+    rows with zero weight are dropped."""
+    flat = x.reshape(x.shape[0], -1).to(torch.float64)
+    w = weights.to(torch.float64) / weights.sum()
+    keep = w > 0
+    rows, inverse = torch.unique(flat[keep], dim=0, return_inverse=True)
+    merged = torch.zeros(rows.shape[0], dtype=torch.float64).index_add_(0, inverse, w[keep])
+    return rows, merged
 
 
 def mode_masses(x: torch.Tensor, weights: torch.Tensor, target: DiagonalMixture) -> torch.Tensor:

@@ -159,3 +159,48 @@ def figure1(family: str = "flow", steps: int = 25, dim: int = 2, denoiser: str =
         alpha=0.1, alpha_mcmc=0.1, family=family,
         sigmas=schedule(family, steps, full_noise=denoiser == "distilled"), denoiser_kind=denoiser,
     )
+
+
+FEW_STEP_PROBLEMS = ("rare_mode", "far_tail", "figure1")
+
+
+def rare_mode(steps: int = 4, denoiser: str = "distilled", family: str = "flow") -> ToyProblem:
+    """A rare rewarded mode in 16-D: prior 0.98·N((−1, −1), 0.25²) + 0.02·N((1, 1), 0.25²) on
+    the first two coordinates (N(0, 1) elsewhere), reward −0.5·|x_{1:2} − (1, 1)|²/2 on the small
+    mode, α = 0.3: the target puts 0.895 of its mass on the mode the prior gives 0.02."""
+    dim = 16
+    weights = torch.tensor([0.98, 0.02], dtype=torch.float64)
+    means = torch.zeros((2, dim), dtype=torch.float64)
+    means[0, :2], means[1, :2] = -1.0, 1.0
+    variances = torch.ones((2, dim), dtype=torch.float64)
+    variances[:, :2] = 0.25 ** 2
+    centre = torch.zeros(dim, dtype=torch.float64)
+    centre[:2] = 1.0
+    precision = torch.zeros(dim, dtype=torch.float64)
+    precision[:2] = 0.5
+    return ToyProblem(prior=DiagonalMixture(weights, means, variances), reward=GaussianReward(centre, precision),
+                      alpha=0.3, alpha_mcmc=0.3, family=family,
+                      sigmas=schedule(family, steps, full_noise=denoiser == "distilled"), denoiser_kind=denoiser)
+
+
+def far_tail(steps: int = 4, denoiser: str = "distilled", family: str = "flow") -> ToyProblem:
+    """A reward far in one tail of a 64-D standard normal: r = −(x_1 − 3)²/2, α = 0.1; the
+    target is N(30/11, 1/11) on x_1 (N(0, 1) elsewhere), 2.7 prior standard deviations out."""
+    dim = 64
+    prior = DiagonalMixture(torch.ones(1, dtype=torch.float64), torch.zeros((1, dim), dtype=torch.float64),
+                            torch.ones((1, dim), dtype=torch.float64))
+    centre = torch.zeros(dim, dtype=torch.float64)
+    centre[0] = 3.0
+    precision = torch.zeros(dim, dtype=torch.float64)
+    precision[0] = 1.0
+    return ToyProblem(prior=prior, reward=GaussianReward(centre, precision), alpha=0.1, alpha_mcmc=0.1,
+                      family=family, sigmas=schedule(family, steps, full_noise=denoiser == "distilled"),
+                      denoiser_kind=denoiser)
+
+
+def few_step_problem(name: str, steps: int, denoiser: str) -> ToyProblem:
+    """One of FEW_STEP_PROBLEMS at `steps` steps with the `tweedie` or `distilled` denoiser."""
+    validation.choice("problem", name, FEW_STEP_PROBLEMS)
+    if name == "figure1":
+        return figure1("flow", steps, denoiser=denoiser)
+    return (rare_mode if name == "rare_mode" else far_tail)(steps, denoiser)

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 
 from .. import validation
-from ..budget import NFECounter, plan_budget
+from ..budget import NFECounter, distinct_chains, plan_budget
 from ..initial import InitialConfig, draw_initial
 from ..lookahead import Lookahead
 from ..names import BON, DEFAULT_SCHEME, METHODS, PCNL, PRIOR
 from ..rng import make_generator
 from ..smc import SMCConfig, run_smc
-from .metrics import energy_distance, mode_report
+from .metrics import energy_distance, merge_duplicates, mode_report
 from .problems import ToyProblem
 
 
@@ -27,13 +27,20 @@ class ToySettings:
     seed: int = 0
     step_size: float = 0.5
     num_chains: int = 10
+    distinct_chains: bool = False  # budget.distinct_chains: at least num_chains, more where copies would pile up
     burn_in_fraction: float = 0.5
+    initial_fraction: float = 0.5
+    alpha_mcmc_factor: float = 1.0  # α_mcmc = factor × the problem's α_mcmc (= α for every toy problem)
     target_samples: int = 2000
     gradient_free: bool = False
     ess_threshold: float = 0.5
     resampling: str = DEFAULT_SCHEME
     adapt_step_size: bool = True
     tempering: bool = True
+    lambda_one_at: str = "final"
+    full_tilt_guidance: bool = False
+    tempering_ess: float = SMCConfig.tempering_ess
+    ess_by_steps: bool = True
     guidance_clip: float = 1.0
 
 
@@ -59,7 +66,11 @@ def sample_toy(problem: ToyProblem, settings: ToySettings) -> ToySample:
     validation.choice("method", settings.method, METHODS)
     steps = problem.sigmas.numel() - 1
     chains = settings.num_chains
-    plan = plan_budget(settings.method, settings.nfe, steps, chains)
+    if settings.distinct_chains and settings.method != BON:
+        particles = plan_budget(settings.method, settings.nfe, steps, chains, settings.initial_fraction).num_particles
+        chains = distinct_chains(particles, int(round(settings.nfe * settings.initial_fraction)), chains,
+                                 settings.burn_in_fraction)
+    plan = plan_budget(settings.method, settings.nfe, steps, chains, settings.initial_fraction)
     generator = make_generator(settings.seed)
     counter = NFECounter()
     lookahead = Lookahead(problem.denoiser, problem.reward, grad_batch_size=64, forward_batch_size=256,
@@ -74,13 +85,16 @@ def sample_toy(problem: ToyProblem, settings: ToySettings) -> ToySample:
         config = InitialConfig(
             method=settings.method, num_particles=plan.num_particles, num_chains=chains,
             mcmc_steps=max(plan.mcmc_steps, 1), burn_in=burn_in, step_size=settings.step_size,
-            alpha_mcmc=problem.alpha_mcmc, topk_candidates=plan.topk_candidates,
+            alpha_mcmc=problem.alpha_mcmc * settings.alpha_mcmc_factor, topk_candidates=plan.topk_candidates,
             adapt_step_size=settings.adapt_step_size)
         initial = draw_initial(config, lookahead, start, (problem.dim,), float(problem.sigmas[0]), generator)
         result = run_smc(initial, problem.sigmas, lookahead,
                          SMCConfig(alpha=problem.alpha, kernel=problem.kernel, gradient_free=settings.gradient_free,
                                    ess_threshold=settings.ess_threshold, resampling=settings.resampling,
-                                   tempering=settings.tempering, guidance_clip=settings.guidance_clip,
+                                   tempering=settings.tempering, lambda_one_at=settings.lambda_one_at,
+                                   full_tilt_guidance=settings.full_tilt_guidance, tempering_ess=settings.tempering_ess,
+                                   ess_by_steps=settings.ess_by_steps,
+                                   guidance_clip=settings.guidance_clip,
                                    output="all"),
                          problem.family, generator)
         samples = result.particles
@@ -113,6 +127,9 @@ def toy_metrics(problem: ToyProblem, run: ToySample, seed: int, target_samples: 
         "energy_distance": energy_distance(samples.cpu(), weights, exact),
         "energy_distance_plugin": energy_distance(samples.cpu(), weights, exact, unbiased=False),
         **mode_report(samples.cpu(), weights, problem.target),
+        "distinct_final": int(merge_duplicates(samples.cpu(), weights)[0].shape[0]),
+        "distinct_initial": None if trace is None else trace.distinct_initial,
+        "adaptation": None if trace is None else trace.adaptation,
         "acceptance": run.acceptance,
         "final_step_size": None if trace is None else trace.final_step_size,
         "min_ess": None if trace is None else trace.min_ess,

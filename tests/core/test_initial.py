@@ -3,10 +3,14 @@ acceptance statistics, adaptive step size and float32 MH arithmetic."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from core_testing import small_problem
 from psi_sampler.psi_core import InitialConfig, Lookahead, NFECounter, draw_initial, make_generator, start_map, thinning_schedule
+from psi_sampler.psi_core.budget import distinct_chains
+from psi_sampler.psi_core.initial import distinct_count
 from psi_sampler.psi_core.toy.exact import exact_problem
 
 
@@ -73,9 +77,39 @@ def test_adaptive_step_size_moves_during_burn_in_only():
     assert fixed.trace.final_step_size == 4.0
 
 
-def test_without_burn_in_the_step_size_stays_fixed():
+def test_without_burn_in_the_step_size_adapts_with_a_diminishing_gain():
     initial, _ = _draw(small_problem("flow"), num_particles=4, mcmc_steps=6, burn_in=0)
-    assert [r.step_size for r in initial.trace.mcmc] == [0.5] * 6
+    sizes = [r.step_size for r in initial.trace.mcmc]
+    assert initial.trace.adaptation == "diminishing"
+    assert len(set(sizes)) > 1
+    steps = [abs(math.log(b) - math.log(a)) for a, b in zip(sizes, sizes[1:])]
+    assert all(step <= 1.0 / (i + 1) ** 0.6 + 1e-9 for i, step in enumerate(steps, start=1))
+    fixed, _ = _draw(small_problem("flow"), num_particles=4, mcmc_steps=6, burn_in=0, adapt_step_size=False)
+    assert [r.step_size for r in fixed.trace.mcmc] == [0.5] * 6 and fixed.trace.adaptation == "off"
+    with_burn_in, _ = _draw(small_problem("flow"), num_particles=4, mcmc_steps=6, burn_in=2)
+    assert with_burn_in.trace.adaptation == "burn_in"
+    assert len({r.step_size for r in with_burn_in.trace.mcmc[2:]}) == 1
+
+
+def test_the_trace_counts_distinct_initial_particles():
+    initial, _ = _draw(small_problem("flow"), num_particles=8, num_chains=2, mcmc_steps=10, burn_in=2)
+    rows = initial.noise.reshape(8, -1)
+    copies = sum(bool((rows[i] == rows[j]).all()) for i in range(8) for j in range(i))
+    assert initial.trace.distinct_initial == distinct_count(initial.noise)
+    assert initial.trace.to_dict()["distinct_initial"] == initial.trace.distinct_initial
+    assert 1 <= initial.trace.distinct_initial <= 8 and (copies == 0) == (initial.trace.distinct_initial == 8)
+    assert distinct_count(torch.tensor([[1.0, 2.0], [1.0, 2.0], [0.0, 2.0]])) == 2
+
+
+def test_distinct_chains_keep_expected_copies_under_ten_percent():
+    for particles, initial_nfe in [(33, 100), (14, 98), (4, 100), (83, 250), (35, 245), (10, 250)]:
+        chains = distinct_chains(particles, initial_nfe, 10)
+        assert min(10, particles) <= chains <= particles
+        steps = initial_nfe // chains - 1
+        per_chain = -(-particles // chains)
+        gap = (steps - steps // 2) // per_chain
+        assert gap >= 1 and (per_chain - 1) / per_chain * 0.7 ** gap <= 0.1
+    assert distinct_chains(33, 100, 10) == 33  # too few iterations to thin: one state per chain
 
 
 def test_a_bfloat16_model_still_gets_float32_mh_arithmetic():

@@ -17,7 +17,7 @@ from psi_sampler.psi_core.budget import mcmc_nfe, smc_nfe
 from psi_sampler.psi_core.families import ancestral_coefficients, kernel_coefficients
 from psi_sampler.psi_core.resampling import resample
 from psi_sampler.psi_core.smc import (SMCState, conditional_ess, initial_log_weights, lambda_floor, next_lambda, select_output,
-                          smc_init, smc_step)
+                                    smc_init, smc_step, step_ess_target)
 from psi_sampler.psi_core.toy import figure1
 from psi_sampler.psi_core.toy.metrics import mode_masses
 from psi_sampler.psi_core.weights import AllParticlesInvalidError, LogWeights, ProposalDivergedError
@@ -122,14 +122,27 @@ def test_lambda_floor_is_the_geometric_path_to_one():
     assert lambda_floor(0.0, 5) == 0.0
 
 
-def test_untempered_runs_keep_lambda_one_and_tempered_ones_reach_it_by_the_last_noisy_step():
+def test_the_cess_target_scales_with_the_step_count():
+    assert step_ess_target(0.99, 40) == 0.99 and step_ess_target(0.99, 100) == 0.99
+    assert math.isclose(step_ess_target(0.99, 4), 0.99 ** 100)
+    assert math.isclose(step_ess_target(0.99, 8), 0.99 ** 25)
+    assert step_ess_target(0.99, 4) < step_ess_target(0.99, 8) < step_ess_target(0.99, 25) < 0.99
+
+
+def test_untempered_runs_keep_lambda_one_and_tempered_ones_reach_it_at_sigma_zero():
     problem = figure1("eps", steps=10, dim=2)
     _, plain, _ = toy_run(problem, method="prior", num_particles=64,
                           smc=SMCConfig(alpha=0.1, tempering=False, output="all"))
     assert plain.trace.lambdas == [1.0] * 11
     _, tempered, _ = toy_run(problem, method="prior", num_particles=64, smc=SMCConfig(alpha=0.1, output="all"))
     lambdas = tempered.trace.lambdas
-    assert lambdas[0] < 1.0 and lambdas[-2] == 1.0 and lambdas[-1] == 1.0
+    assert lambdas[0] < 1.0 and lambdas[-1] == 1.0
+    assert all(b >= a for a, b in zip(lambdas, lambdas[1:]))
+    # the geometric floor counts σ = 0 as its last step: before it λ ≥ λ_{N−2}^(1/2), not forced to 1
+    assert lambdas[-2] >= lambdas[-3] ** 0.5 - 1e-12
+    _, old_rule, _ = toy_run(problem, method="prior", num_particles=64,
+                             smc=SMCConfig(alpha=0.1, output="all", lambda_one_at="last_noisy"))
+    assert old_rule.trace.lambdas[-2] == 1.0
     assert [r["lambda"] for r in tempered.trace.to_dict()["smc"]] == lambdas[1:]
 
 

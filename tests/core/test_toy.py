@@ -12,7 +12,7 @@ from psi_sampler.psi_core import make_generator
 from psi_sampler.psi_core.budget import plan_budget
 from psi_sampler.psi_core.names import MCMC_KERNELS
 from psi_sampler.psi_core.toy import DiagonalMixture, GaussianReward, ToySettings, expected_reward, figure1, run_toy, tilt
-from psi_sampler.psi_core.toy.metrics import energy_distance, mode_masses, mode_report
+from psi_sampler.psi_core.toy.metrics import energy_distance, merge_duplicates, mode_masses, mode_report
 from psi_sampler.psi_core.toy.problems import DIM_RANGE, REWARDED_DIMS, flow_map, schedule
 
 LEVELS = {"eps": [0.3, 1.0, 3.0], "flow": [0.3, 0.6, 0.9]}
@@ -211,6 +211,20 @@ def test_unbiased_energy_distance_does_not_depend_on_the_number_of_particles():
         assert abs(mean_u) < 4 * spread + 2e-3, (k, mean_u, spread)
         within = float(torch.cdist(y, y).mean())
         assert mean_p - mean_u == pytest.approx(within / k, rel=0.35), (k, mean_p, mean_u, within)
+
+
+def test_energy_distance_merges_duplicates_so_resampling_does_not_change_it():
+    problem = figure1("flow")
+    y, _ = problem.target.sample(400, make_generator(8))
+    x, _ = problem.prior.sample(30, make_generator(9))
+    weights = torch.rand(30, generator=make_generator(10), dtype=torch.float64)
+    # the same weighted law written with copies: particle i repeated c_i times, weight split evenly
+    counts = torch.randint(1, 5, (30,), generator=make_generator(11))
+    repeated = x.repeat_interleave(counts, dim=0)
+    split = (weights / counts).repeat_interleave(counts)
+    assert math.isclose(energy_distance(repeated, split, y), energy_distance(x, weights, y), rel_tol=1e-9)
+    rows, merged = merge_duplicates(repeated, split)
+    assert rows.shape[0] == 30 and math.isclose(float(merged.sum()), 1.0)
 
 
 def test_energy_distance_and_mode_report():
