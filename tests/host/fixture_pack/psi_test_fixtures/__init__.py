@@ -13,6 +13,7 @@ Nodes:
   PsiTestFp8Model       a MODEL rebuilt with fp8 weight storage (as UNETLoader's weight_dtype does)
   PsiTestOpaqueModel    a MODEL whose diffusion model hides its blocks
   PsiTestPartialModel   a MODEL with a weight patch, always loaded partially (ComfyUI's lowvram path)
+  PsiTestAnything       a JSON value as the any type, to send wrong kinds of values past the type check
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import dynamic_standin as standin
 from . import memory_fixtures_nodes
-from . import faults, fixture_rewards, gradcheck, tiny
+from . import faults, fixture_rewards, fuzz_audit, gradcheck, tiny
 
 PsiReward = io.Custom("PSI_REWARD")
 PsiTrace = io.Custom("PSI_TRACE")
 CATEGORY = "testing/psi"
+fuzz_audit.install()
 
 
 class PsiTestTinyModel(io.ComfyNode):
@@ -177,7 +179,7 @@ class PsiTestTraceSummary(io.ComfyNode):
 
 
 NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestGradientFault, PsiTestHostState,
-         PsiTestLatentDigest, PsiTestTraceSummary, *memory_fixtures_nodes.NODES]
+         PsiTestLatentDigest, PsiTestTraceSummary, *memory_fixtures_nodes.NODES, *fuzz_audit.NODES]
 
 
 class FixtureExtension(ComfyExtension):

@@ -1,0 +1,129 @@
+"""The ranges a node's schema declares, enforced as declared.
+
+ComfyUI checks a widget's min and max itself only for inputs that the node's
+`validate_inputs` does not receive, and never checks finiteness (NaN passes every
+comparison). The pack's nodes therefore take every input in `validate_inputs`
+(`**values`) and check them here against the same `io.*.Input` declarations the
+schema shows, so the range a user sees is the range that is enforced:
+
+    INT     an integer (bools refused) in [min, max]
+    FLOAT   a finite number in [min, max]
+    COMBO   one of the declared options
+    BOOLEAN a bool
+    STRING  a string of at most MAX_STRING_CHARS characters
+
+Messages start with the input's name. Linked inputs arrive as None at queue time;
+`check_execution_inputs`, first in `execute`, checks them then: widget values linked
+from other nodes against the same declarations, and MODEL, VAE, CONDITIONING, LATENT,
+SIGMAS, PSI_REWARD and IMAGE inputs for their kind (an API prompt may hold a literal
+where a link belongs), before any model pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+from comfy_api.latest import io
+
+from ..comfy_host.checks import LINK_CHECKS, HostInputError
+
+#: longest text any string widget of the pack takes (JSON targets, prompts, file name prefixes)
+MAX_STRING_CHARS = 20_000
+
+
+def declared_inputs(cls) -> dict[str, io.Input]:
+    """{input name: its io.*.Input declaration} of a V3 node class."""
+    return {spec.id: spec for spec in cls.define_schema().inputs}
+
+
+def _bounds_text(spec) -> str:
+    low = getattr(spec, "min", None)
+    high = getattr(spec, "max", None)
+    if low is not None and high is not None:
+        return f"in [{low:g}, {high:g}]"
+    if low is not None:
+        return f">= {low:g}"
+    if high is not None:
+        return f"<= {high:g}"
+    return "any value"
+
+
+def _check_number(name: str, spec, value, integer: bool) -> None:
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be {kind} {_bounds_text(spec)}; got {value!r:.80}")
+    if integer and not isinstance(value, int):
+        if not (math.isfinite(value) and value == int(value)):
+            raise ValueError(f"{name} must be {kind} {_bounds_text(spec)}; got {value!r}")
+    if not integer and not math.isfinite(value):
+        raise ValueError(f"{name} must be {kind} {_bounds_text(spec)}; got {value!r}")
+    low, high = getattr(spec, "min", None), getattr(spec, "max", None)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {kind} {_bounds_text(spec)}; got {value!r}")
+
+
+def check_value(name: str, spec: io.Input, value) -> None:
+    """One value against its declaration (ValueError/TypeError naming the input)."""
+    if isinstance(spec, io.Int.Input):
+        _check_number(name, spec, value, integer=True)
+    elif isinstance(spec, io.Float.Input):
+        _check_number(name, spec, value, integer=False)
+    elif isinstance(spec, io.Boolean.Input):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false; got {value!r:.80}")
+    elif isinstance(spec, io.Combo.Input):
+        options = list(spec.options or [])
+        if not isinstance(value, str) or value not in options:
+            shown = ", ".join(map(str, options[:20])) + (f" … ({len(options)} in all)" if len(options) > 20 else "")
+            raise ValueError(f"{name} must be one of {shown}; got {value!r:.80}")
+    elif isinstance(spec, io.String.Input):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be text; got {type(value).__name__}")
+        if len(value) > MAX_STRING_CHARS:
+            raise ValueError(f"{name} is {len(value)} characters long; at most {MAX_STRING_CHARS} are accepted")
+
+
+def check_declared(cls, values: Mapping[str, object]) -> None:
+    """Queue time: every value in `values` against `cls`'s declared inputs. Links arrive as
+    None and are skipped; a value given for an input that only a link can fill (MODEL,
+    LATENT, PSI_REWARD, …) is a literal in an API prompt, refused by the input's name."""
+    specs = declared_inputs(cls)
+    for name, value in values.items():
+        spec = specs.get(name)
+        if spec is None or value is None:
+            continue
+        if not isinstance(spec, io.WidgetInput):
+            raise TypeError(f"{name} must be connected to a node that outputs {spec.io_type}; got the literal "
+                            f"{type(value).__name__} {str(value)[:60]!r}")
+        check_value(name, spec, value)
+
+
+def check_execution_inputs(cls, values: Mapping[str, object]) -> None:
+    """First thing in `execute`: every input in `values` ({name: value}, e.g. the call's
+    arguments) against its declaration; unconnected optional inputs (None) are skipped."""
+    for name, spec in declared_inputs(cls).items():
+        value = values.get(name)
+        if value is None:
+            if not spec.optional:
+                raise HostInputError(f"{name} is required but its link gave no value (None)")
+            continue
+        link_check = LINK_CHECKS.get(str(getattr(spec, "io_type", "")))
+        if link_check is not None:
+            link_check(name, value)
+        else:
+            check_value(name, spec, value)
+
+
+def validate(cls, values: Mapping[str, object], check: Callable[[], object] | None = None,
+             needs: tuple[str, ...] = ()) -> bool | str:
+    """`validate_inputs` of a pack node: True, or the message of the first failed check.
+    The declared ranges are checked first; then `check` (the node's own cross-input checks),
+    skipped when any input named in `needs` is a link (None) not known before execution."""
+    try:
+        check_declared(cls, values)
+        if check is not None and all(values.get(name) is not None for name in needs):
+            check()
+    except (ValueError, TypeError, OverflowError) as err:
+        return str(err)
+    return True
