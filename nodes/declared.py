@@ -84,11 +84,15 @@ def check_value(name: str, spec: io.Input, value) -> None:
             raise ValueError(f"{name} is {len(value)} characters long; at most {MAX_STRING_CHARS} are accepted")
 
 
-def check_declared(cls, values: Mapping[str, object]) -> None:
+def check_declared(cls, values: Mapping[str, object]) -> list[tuple[str, ValueError]]:
     """Queue time: every value in `values` against `cls`'s declared inputs. Links arrive as
     None and are skipped; a value given for an input that only a link can fill (MODEL,
-    LATENT, PSI_REWARD, …) is a literal in an API prompt, refused by the input's name."""
+    LATENT, PSI_REWARD, …) is a literal in an API prompt, refused by the input's name.
+    Raises at the first bad value, except options not offered, which are returned
+    ([(input, error)]) so that `validate` can prefer the node's own, more telling message
+    (a missing model file's, say)."""
     specs = declared_inputs(cls)
+    unoffered = []
     for name, value in values.items():
         spec = specs.get(name)
         if spec is None or value is None:
@@ -96,7 +100,13 @@ def check_declared(cls, values: Mapping[str, object]) -> None:
         if not isinstance(spec, io.WidgetInput):
             raise TypeError(f"{name} must be connected to a node that outputs {spec.io_type}; got the literal "
                             f"{type(value).__name__} {str(value)[:60]!r}")
-        check_value(name, spec, value)
+        try:
+            check_value(name, spec, value)
+        except ValueError as err:
+            if not isinstance(spec, io.Combo.Input) or not isinstance(value, str):
+                raise
+            unoffered.append((name, err))
+    return unoffered
 
 
 def check_execution_inputs(cls, values: Mapping[str, object]) -> None:
@@ -119,11 +129,23 @@ def validate(cls, values: Mapping[str, object], check: Callable[[], object] | No
              needs: tuple[str, ...] = ()) -> bool | str:
     """`validate_inputs` of a pack node: True, or the message of the first failed check.
     The declared ranges are checked first; then `check` (the node's own cross-input checks),
-    skipped when any input named in `needs` is a link (None) not known before execution."""
+    skipped when any input named in `needs` is a link (None) not known before execution.
+    An option that is not offered is refused either way, with the node's message first where
+    it has one (a model file not found, say: it says where the file was looked for)."""
     try:
-        check_declared(cls, values)
-        if check is not None and all(values.get(name) is not None for name in needs):
-            check()
+        unoffered = check_declared(cls, values)
+        try:
+            if check is not None and all(values.get(name) is not None for name in needs):
+                check()
+        except (ValueError, TypeError, OverflowError) as err:
+            for name, _ in unoffered:
+                if values[name] and str(values[name]) in str(err):
+                    return f"{name}: {err}"
+            if not unoffered:
+                raise
+            return f"{err}\n({unoffered[0][1]})"
+        if unoffered:
+            return str(unoffered[0][1])
     except (ValueError, TypeError, OverflowError) as err:
         return str(err)
     return True

@@ -195,8 +195,8 @@ def parse_counts(text: Any) -> tuple[list[str], list[int]]:
         count = entry["count"]
         if (isinstance(count, bool) or not isinstance(count, (int, float)) or not 0 <= count <= MAX_COUNT
                 or count != int(count)):
-            raise ValueError(f"counts entry {i} ({entry['object']!r}): count must be a whole number in "
-                             f"[0, {MAX_COUNT}]; got {json.dumps(count)[:40]}")
+            raise ValueError(f"counts entry {i} ({entry['object']!r}): count must be a whole number >= 0 and "
+                             f"<= {MAX_COUNT}; got {json.dumps(count)[:40]}")
         objects.append(entry["object"])
         counts.append(int(count))
     return objects, counts

@@ -291,6 +291,7 @@ class Fuzzer:
         assert not must_refuse, f"{where} was accepted although the graph cannot run"
         entry, seconds = wait(self.comfy, reply["prompt_id"])
         self.counts["slowest run (s)"] = max(self.counts["slowest run (s)"], round(seconds, 1))
+        self.counts["seconds running"] += round(seconds, 1)
         if entry["status"]["status_str"] == "success":
             self.counts["succeeded"] += 1
             return
@@ -340,7 +341,9 @@ def test_fuzz_prompts(comfy):
     for class_type, name, value in TARGET_CASES:
         node_id = next(i for i in target_ids if target_nodes[i]["class_type"] == class_type)
         fuzzer.send(target_nodes, (node_id, name, "", value, False), must_refuse=True)
+    started = time.time()
     fuzz()
+    fuzzer.counts["seconds in all"] = round(time.time() - started, 1)
     reads = comfy.get("/psi_test/outside_reads")
     assert comfy.process.poll() is None and comfy.get("/system_stats")
     print(f"fuzz counts: {dict(fuzzer.counts)}")
