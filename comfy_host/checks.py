@@ -210,6 +210,13 @@ def device_memory(device: torch.device) -> int:
     return int(host_symbol("comfy.model_management.get_total_memory")(device))
 
 
+def run_memory_limit() -> int:
+    """Total bytes a run's particles can have: the smaller of the compute device's and the
+    CPU's (the particles' noise is drawn on the CPU and moved to the device)."""
+    compute = host_symbol("comfy.model_management.get_torch_device")()
+    return min(device_memory(compute), device_memory(torch.device("cpu")))
+
+
 def check_run_memory(particles: int, latent_shape: tuple[int, ...], kept_steps: int, grad_batch_size: int,
                      total_bytes: int, count_name: str = "particles") -> int:
     """Refuse a run whose particles (latent_shape [C, *spatial] each, LATENT_COPIES copies

@@ -17,7 +17,7 @@ from ..comfy_host.memory import intermediate_device
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core import InitialConfig
 from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
-from ..psi_core.validation import integer_at_least
+from ..psi_core.validation import integer_at_least, non_negative
 from .noise import PsiNoise
 from .options import (check_gradient_options, conditioning_inputs, grad_batch_input, lookahead_decoder_input,
                       memory_input, reward_inputs, schedule_inputs, seed_input)
@@ -29,9 +29,10 @@ from .types import PsiTrace
 
 def initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                    adapt_step_size, topk_candidates) -> InitialConfig:
+    grad_clip = non_negative("grad_clip", grad_clip)  # 0 turns the clip off; NaN is refused, not read as off
     return InitialConfig(method=method, num_particles=particles, num_chains=chains, mcmc_steps=mcmc_steps,
                          burn_in=burn_in, step_size=step_size, alpha_mcmc=alpha_mcmc,
-                         grad_clip=grad_clip if grad_clip and grad_clip > 0 else None,
+                         grad_clip=grad_clip if grad_clip > 0 else None,
                          adapt_step_size=bool(adapt_step_size), topk_candidates=topk_candidates).validated()
 
 

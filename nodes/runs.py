@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..comfy_host import taesd
-from ..comfy_host.checks import check_reward, check_run_memory, device_memory
+from ..comfy_host.checks import check_reward, check_run_memory, run_memory_limit
 from ..comfy_host.events import show_text
 from ..comfy_host.progress import MCMCProgress, SMCProgress
 from ..comfy_host.sampler_bridge import SamplerBridge
@@ -55,7 +55,7 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
     largest = max(counts, key=counts.get)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        check_run_memory(counts[largest], tuple(x.shape[1:]), 0, grad_batch_size, device_memory(x.device), largest)
+        check_run_memory(counts[largest], tuple(x.shape[1:]), 0, grad_batch_size, run_memory_limit(), largest)
         if config.method in MCMC_KERNELS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:
@@ -121,7 +121,7 @@ def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: 
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         check_run_memory(x.shape[0], tuple(x.shape[1:]), min(int(trace_steps or 0), len(sigmas)), grad_batch_size,
-                         device_memory(x.device))
+                         run_memory_limit())
         check_reward(reward, needs_gradient=config.guided, purpose="guided SMC (guidance > 0)")
         gen = generator or stage_generator(int((extra_args or {}).get("seed") or 0), "smc")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:

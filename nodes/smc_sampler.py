@@ -10,7 +10,8 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..comfy_host import memory_modes, taesd
-from ..comfy_host.checks import HostInputError, check_memory_mode, check_reward, check_vae, family_of, prepare_latent
+from ..comfy_host.checks import (HostInputError, check_memory_mode, check_reward, check_run_memory, check_vae,
+                                 family_of, prepare_latent, run_memory_limit)
 from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
@@ -104,6 +105,7 @@ class PsiSMCSampler(io.ComfyNode):
         check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
+        check_run_memory(k, tuple(samples.shape[1:]), min(trace_steps, steps), grad_batch_size, run_memory_limit())
         sigmas = schedule(model, scheduler, steps, denoise)
         if carried is not None:
             carried.check_compatible(family_of(model), float(sigmas[0]), tuple(samples.shape[1:]))

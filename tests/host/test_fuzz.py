@@ -349,3 +349,27 @@ def test_fuzz_prompts(comfy):
     print(f"fuzz counts: {dict(fuzzer.counts)}")
     assert not reads, f"files outside the model folders were opened: {reads}"
     assert fuzzer.counts["sent"] >= EXAMPLES * 0.7
+
+
+def test_run_that_cannot_fit_refused_with_its_estimate(comfy):
+    """4096 particles of a 16384² image's latent (64 MiB each) need terabytes: refused at the
+    start of execution with the estimate and what to lower, before any particle is allocated."""
+    g = Graph()
+    model = g.add("PsiTestTinyModel", family="sd15", seed=0)
+    latent = g.add("EmptyLatentImage", width=16384, height=16384, batch_size=1)
+    smc = g.add("PsiSMCSampler", model=g.link(model, 0), seed=1, steps=3, scheduler="simple", denoise=1.0,
+                positive=g.link(model, 2), negative=g.link(model, 3), cfg=2.0, latent_image=g.link(latent),
+                vae=g.link(model, 1), reward=g.link(g.add("PsiTestReward", kind="color", seed=0)), particles=4096,
+                alpha=0.1, ess_threshold=0.5, resampling="systematic", eta=1.0, guidance=1.0, gradient_free=False,
+                grad_batch_size=2, output="best", trace_steps=2)
+    g.add("PsiTestLatentDigest", latent=g.link(smc, 0), label="oversized")
+    prompt = g.nodes
+    status, reply = comfy.queue(prompt)
+    assert status == 200 and not reply.get("node_errors"), reply
+    entry, seconds = wait(comfy, reply["prompt_id"])
+    error = execution_error(entry)
+    message = str(error.get("exception_message", ""))
+    assert error.get("node_id") == smc, error
+    assert message.startswith("particles = 4096 with latents of shape (4, 2048, 2048)"), message
+    assert "GiB" in message and "lower particles" in message, message
+    print(f"\nrefused in {seconds:.1f} s: {message}")
