@@ -275,7 +275,7 @@ class Fuzzer:
         prompt = json.loads(json.dumps(nodes))
         if link_any:
             any_id = str(max(int(k) for k in prompt) + 1)
-            prompt[any_id] = {"class_type": "PsiTestAnything", "inputs": {"value": json.dumps(value)}}
+            prompt[any_id] = {"class_type": "PsiTestAnything", "inputs": {"json": json.dumps(value)}}
             prompt[node_id]["inputs"][name] = [any_id, 0]
         else:
             prompt[node_id]["inputs"][name] = value

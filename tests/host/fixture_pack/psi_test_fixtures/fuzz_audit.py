@@ -45,13 +45,13 @@ def _any_node():
         def define_schema(cls):
             return io.Schema(
                 node_id="PsiTestAnything", display_name="Ψ test: any value", category="testing/psi",
-                inputs=[io.String.Input("value", default="null", multiline=True, tooltip="JSON value.")],
+                inputs=[io.String.Input("json", default="null", multiline=True, tooltip="JSON value.")],
                 outputs=[io.AnyType.Output("value", tooltip="The decoded value, of type *.")])
 
         @classmethod
-        def execute(cls, value):
-            import json
-            return io.NodeOutput(json.loads(value))
+        def execute(cls, json):
+            import json as json_module
+            return io.NodeOutput(json_module.loads(json))
 
     return PsiTestAnything
 
