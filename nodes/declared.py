@@ -63,6 +63,27 @@ def _check_number(name: str, spec, value, integer: bool) -> None:
         raise ValueError(f"{name} must be {kind} {_bounds_text(spec)}; got {value!r}")
 
 
+MODEL_CHOICE = "psi_model_choice"
+
+
+def model_choice(spec: io.Combo.Input) -> io.Combo.Input:
+    """Mark a combo of model files or folders. Its options are what the model folders hold
+    now, and the node's own check resolves the choice where it is used (by name in a scan
+    of the model folders, never as a path), so a file of a backend not in use stays
+    unchecked: saved workflows name files that other machines lack. The declaration check
+    refuses only what is no name: non-text, and paths that leave the model folder."""
+    setattr(spec, MODEL_CHOICE, True)
+    return spec
+
+
+def _check_model_choice(name: str, value) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be the name of a model file or folder; got {value!r:.80}")
+    parts = value.replace("\\", "/").split("/")
+    if value.startswith(("/", "\\")) or ".." in parts or ":" in parts[0] or len(value) > 1000:
+        raise ValueError(f"{name} must name a file or folder inside the model folder; got {value!r:.80}")
+
+
 def check_value(name: str, spec: io.Input, value) -> None:
     """One value against its declaration (ValueError/TypeError naming the input)."""
     if isinstance(spec, io.Int.Input):
@@ -72,6 +93,8 @@ def check_value(name: str, spec: io.Input, value) -> None:
     elif isinstance(spec, io.Boolean.Input):
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be true or false; got {value!r:.80}")
+    elif isinstance(spec, io.Combo.Input) and getattr(spec, MODEL_CHOICE, False):
+        _check_model_choice(name, value)
     elif isinstance(spec, io.Combo.Input):
         options = list(spec.options or [])
         if not isinstance(value, str) or value not in options:
@@ -129,13 +152,15 @@ def validate(cls, values: Mapping[str, object], check: Callable[[], object] | No
              needs: tuple[str, ...] = ()) -> bool | str:
     """`validate_inputs` of a pack node: True, or the message of the first failed check.
     The declared ranges are checked first; then `check` (the node's own cross-input checks),
-    skipped when any input named in `needs` is a link (None) not known before execution.
+    skipped when an input named in `needs` is a link (None), not known before execution, or
+    a required one is missing (ComfyUI reports that itself); optional inputs left out of
+    the prompt take their defaults in `check`.
     An option that is not offered is refused either way, with the node's message first where
     it has one (a model file not found, say: it says where the file was looked for)."""
     try:
         unoffered = check_declared(cls, values)
         try:
-            if check is not None and all(values.get(name) is not None for name in needs):
+            if check is not None and not _linked_or_missing(cls, values, needs):
                 check()
         except (ValueError, TypeError, OverflowError) as err:
             for name, _ in unoffered:
@@ -149,3 +174,8 @@ def validate(cls, values: Mapping[str, object], check: Callable[[], object] | No
     except (ValueError, TypeError, OverflowError) as err:
         return str(err)
     return True
+
+
+def _linked_or_missing(cls, values: Mapping[str, object], needs: tuple[str, ...]) -> bool:
+    specs = declared_inputs(cls)
+    return any(values.get(name) is None and (name in values or not specs[name].optional) for name in needs)

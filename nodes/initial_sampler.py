@@ -18,10 +18,10 @@ from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core import InitialConfig
 from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
 from ..psi_core.validation import integer_at_least, non_negative
+from .declared import check_execution_inputs, validate
 from .noise import PsiNoise
 from .options import (check_gradient_options, conditioning_inputs, grad_batch_input, lookahead_decoder_input,
                       memory_input, reward_inputs, schedule_inputs, seed_input)
-from .declared import check_execution_inputs, validate
 from .particles import PSI_KEY, stage_generator
 from .runs import RunOutcome, initial_function
 from .types import PsiTrace

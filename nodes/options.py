@@ -153,12 +153,12 @@ def smc_config(alpha: float, ess_threshold: float, resampling: str, eta: float, 
                      tempering_ess=tempering_ess, guidance_clip=guidance_clip, kernel=kernel).validated()
 
 
-#: the inputs of smc_config, in its order, with the defaults of the optional ones
-SMC_OPTION_NAMES = ("alpha", "ess_threshold", "resampling", "eta", "guidance", "gradient_free", "output")
+#: the inputs of smc_config, in its order (the last four optional, with these defaults)
 SMC_OPTIONAL_DEFAULTS = {"tempering": True, "tempering_ess": 0.99, "guidance_clip": 1.0, "kernel": "ancestral"}
+SMC_OPTION_NAMES = ("alpha", "ess_threshold", "resampling", "eta", "guidance", "gradient_free", "output",
+                    *SMC_OPTIONAL_DEFAULTS)
 
 
 def smc_option_values(values: dict) -> tuple:
-    """smc_config's arguments from a node's inputs by name (optional ones at their defaults)."""
-    return (*(values.get(name) for name in SMC_OPTION_NAMES),
-            *(values.get(name, default) for name, default in SMC_OPTIONAL_DEFAULTS.items()))
+    """smc_config's arguments from a node's inputs by name (optional ones left out at their defaults)."""
+    return tuple(values.get(name, SMC_OPTIONAL_DEFAULTS.get(name)) for name in SMC_OPTION_NAMES)

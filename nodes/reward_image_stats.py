@@ -10,7 +10,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..rewards.image_stats import GOALS, STATISTIC_NAMES, ImageStatReward
-from .declared import validate
+from .declared import check_execution_inputs, validate
 from .types import PsiReward
 
 
@@ -52,4 +52,5 @@ class PsiImageStatsReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, statistic, goal, target, color) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         return io.NodeOutput(build(statistic, goal, target, color))

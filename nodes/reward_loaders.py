@@ -38,7 +38,7 @@ from ..rewards.loading import RewardUnavailableError
 from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE, QuantityReward
 from ..rewards.targets import CountTarget, LayoutTarget, parse_json_target
 from . import reward_models as models
-from .declared import check_execution_inputs, validate
+from .declared import check_execution_inputs, model_choice, validate
 from .types import PsiReward
 
 CATEGORY = "sampling/psi"
@@ -76,8 +76,8 @@ def reward_output() -> io.Output:
 def folder_input(name: str, choices: list[str], tooltip: str, extra: tuple[str, ...] = (),
                  preferred: str | None = None, optional: bool = False) -> io.Input:
     options = list(choices) + list(extra) if choices or extra else [models.NOTHING_FOUND]
-    return io.Combo.Input(name, options=options, default=models.default_choice(options, preferred), optional=optional,
-                          tooltip=tooltip)
+    return model_choice(io.Combo.Input(name, options=options, default=models.default_choice(options, preferred),
+                                       optional=optional, tooltip=tooltip))
 
 
 def prompt_input() -> io.Input:
@@ -256,6 +256,7 @@ class PsiAestheticReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, head, clip_folder, clip_vision=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         head_module = models.aesthetic_head(head)
         if clip_vision is not None:
             vision, size, mean, std = host_clip_vision(clip_vision, AESTHETIC_EMBED_WIDTH)
@@ -343,6 +344,7 @@ class PsiLayoutReward(io.ComfyNode):
     def execute(cls, grounding_dino_folder, boxes, units, width, height, matching, detector_size,
                 detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
                 groundingdino_bert_folder=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         layout_target(boxes, units, width, height)  # targets first: no model is loaded for a bad one
         detector = phrase_detector(detector_backend == GDINO_PY, grounding_dino_folder, detector_size,
                                    groundingdino_checkpoint, groundingdino_bert_folder)
@@ -433,6 +435,7 @@ class PsiQuantityReward(io.ComfyNode):
     def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size,
                 backend=QUANTITY_BACKENDS[0], t2icount_checkpoint=None, vae=None, clip=None,
                 groundingdino_checkpoint=None, groundingdino_bert_folder=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         count_target(counts)  # targets first: no model is loaded for a bad one
         if backend == T2ICOUNT:
             if vae is None or clip is None:
@@ -500,6 +503,7 @@ class PsiPickScoreReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_folder, processor_folder, prompt) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         clip = models.clip_with_tokenizer(model_folder, _processor(processor_folder))
         reward = models.outside_inference(lambda: pickscore_reward(
             clip.model, clip.tokenizer, prompt, clip.image_size, clip.mean, clip.std))
@@ -551,6 +555,7 @@ class PsiHPSv2Reward(io.ComfyNode):
 
     @classmethod
     def execute(cls, checkpoint, prompt) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         check_package(HPSV2_PACKAGE)
         path = models.resolve_file(checkpoint, HPSV2_SOURCE)
         reward = models.CACHE.get(("hpsv2", models.signature(path), prompt), lambda: models.outside_inference(
@@ -598,6 +603,7 @@ class PsiImageRewardReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, checkpoint, med_config, prompt) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         path = models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
         config = models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
         key = ("imagereward", models.signature(path), models.signature(config), prompt)

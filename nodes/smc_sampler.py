@@ -16,10 +16,10 @@ from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
+from .declared import check_execution_inputs, validate
 from .options import (check_gradient_options, conditioning_inputs, kernel_input, lookahead_decoder_input, memory_input,
                       reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
-                      smc_option_values, SMC_OPTION_NAMES, trace_steps_input)
-from .declared import check_execution_inputs, validate
+                      SMC_OPTION_NAMES, smc_option_values, trace_steps_input)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .runs import RunOutcome, smc_function
 from .types import PsiTrace

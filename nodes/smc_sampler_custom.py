@@ -14,11 +14,11 @@ from ..comfy_host import memory_modes
 from ..comfy_host.checks import HostInputError, check_reward
 from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
+from .declared import check_execution_inputs, validate
 from .noise import PsiNoise
 from .options import (check_gradient_options, kernel_input, lookahead_decoder_input, memory_input, reward_inputs,
-                      smc_config, smc_control_inputs, smc_inputs, smc_option_values, SMC_OPTION_NAMES,
+                      smc_config, smc_control_inputs, smc_inputs, SMC_OPTION_NAMES, smc_option_values,
                       trace_steps_input)
-from .declared import check_execution_inputs, validate
 from .runs import RunOutcome, smc_function
 
 

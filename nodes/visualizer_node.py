@@ -204,6 +204,14 @@ def check_filename_prefix(prefix: str) -> str:
     return prefix
 
 
+def check_options(tile_width: int | None, filename_prefix: str | None) -> None:
+    """The visualizer's own checks beyond the declared ranges (None: a link not known yet)."""
+    if tile_width is not None and tile_width != 0 and not 16 <= tile_width <= 1024:
+        raise ValueError(f"tile_width must be 0 (automatic) or in [16, 1024]; got {tile_width}")
+    if filename_prefix is not None:
+        check_filename_prefix(filename_prefix)
+
+
 # --------------------------------------------------------------------------- node
 
 
@@ -258,19 +266,13 @@ class PsiParticleVisualizer(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, **values):
-        def check():
-            tile_width = values.get("tile_width")
-            if tile_width is not None and tile_width != 0 and not 16 <= tile_width <= 1024:
-                raise ValueError(f"tile_width must be 0 (automatic) or in [16, 1024]; got {tile_width}")
-            if values.get("filename_prefix") is not None:
-                check_filename_prefix(values["filename_prefix"])
-
-        return validate(cls, values, check)
+        return validate(cls, values, lambda: check_options(values.get("tile_width"), values.get("filename_prefix")))
 
     @classmethod
     def execute(cls, preview, rows, tile_width, save_trace, filename_prefix, smc_trace=None, initial_trace=None,
                 vae=None, model=None) -> io.NodeOutput:
         check_execution_inputs(cls, locals())
+        check_options(tile_width, filename_prefix)  # linked values arrive only now
         trace = combine_traces(smc_trace, initial_trace)
         grid = render_grid(trace, rows, vae, model, bool(preview), tile_width or None)
         curves = render_curves(trace)
