@@ -17,10 +17,11 @@ from ..comfy_host.memory import intermediate_device
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core import InitialConfig
 from ..psi_core.names import INITIAL_METHODS, MCMC_KERNELS, PCNL
-from ..psi_core.validation import integer_at_least
+from ..psi_core.validation import integer_at_least, non_negative
+from .declared import check_execution_inputs, validate
 from .noise import PsiNoise
 from .options import (check_gradient_options, conditioning_inputs, grad_batch_input, lookahead_decoder_input,
-                      memory_input, reward_inputs, schedule_inputs, seed_input, validation_result)
+                      memory_input, reward_inputs, schedule_inputs, seed_input)
 from .particles import PSI_KEY, stage_generator
 from .runs import RunOutcome, initial_function
 from .types import PsiTrace
@@ -28,10 +29,15 @@ from .types import PsiTrace
 
 def initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                    adapt_step_size, topk_candidates) -> InitialConfig:
+    grad_clip = non_negative("grad_clip", grad_clip)  # 0 turns the clip off; NaN is refused, not read as off
     return InitialConfig(method=method, num_particles=particles, num_chains=chains, mcmc_steps=mcmc_steps,
                          burn_in=burn_in, step_size=step_size, alpha_mcmc=alpha_mcmc,
-                         grad_clip=grad_clip if grad_clip and grad_clip > 0 else None,
+                         grad_clip=grad_clip if grad_clip > 0 else None,
                          adapt_step_size=bool(adapt_step_size), topk_candidates=topk_candidates).validated()
+
+
+INITIAL_OPTION_NAMES = ("method", "particles", "chains", "burn_in", "mcmc_steps", "step_size", "alpha_mcmc",
+                        "grad_clip", "adapt_step_size", "topk_candidates")
 
 
 class PsiInitialSampler(io.ComfyNode):
@@ -98,23 +104,19 @@ class PsiInitialSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
-                        adapt_step_size, topk_candidates, grad_batch_size, lookahead_decoder="vae",
-                        memory=None):
-        values = (method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
-                  adapt_step_size, topk_candidates)
-
+    def validate_inputs(cls, **values):
         def check():
-            initial_config(*values)
-            check_gradient_options(grad_batch_size, lookahead_decoder, memory)
+            initial_config(*(values[name] for name in INITIAL_OPTION_NAMES))
+            check_gradient_options(values["grad_batch_size"], values.get("lookahead_decoder"), values.get("memory"))
 
-        return validation_result(check, *values, grad_batch_size)
+        return validate(cls, values, check, needs=INITIAL_OPTION_NAMES + ("grad_batch_size",))
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, vae, reward, latent_image, seed, steps, scheduler, denoise,
                 method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_batch_size,
                 grad_clip, adapt_step_size, topk_candidates, sigmas=None, lookahead_decoder="vae",
                 memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         config = initial_config(method, particles, chains, burn_in, mcmc_steps, step_size, alpha_mcmc, grad_clip,
                                 adapt_step_size, topk_candidates)
         integer_at_least("grad_batch_size", grad_batch_size, 1)

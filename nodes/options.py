@@ -3,8 +3,6 @@ their conversion to core configs."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 from comfy_api.latest import io
 
 from ..comfy_host import memory_modes, taesd
@@ -155,13 +153,12 @@ def smc_config(alpha: float, ess_threshold: float, resampling: str, eta: float, 
                      tempering_ess=tempering_ess, guidance_clip=guidance_clip, kernel=kernel).validated()
 
 
-def validation_result(check: Callable[[], object], *values) -> bool | str:
-    """True, or the message of the check's ValueError/TypeError. Skipped (True) when
-    any value is None: a linked input is only known at execution, where it is checked again."""
-    if any(v is None for v in values):
-        return True
-    try:
-        check()
-    except (ValueError, TypeError) as err:
-        return str(err)
-    return True
+#: the inputs of smc_config, in its order (the last four optional, with these defaults)
+SMC_OPTIONAL_DEFAULTS = {"tempering": True, "tempering_ess": 0.99, "guidance_clip": 1.0, "kernel": "ancestral"}
+SMC_OPTION_NAMES = ("alpha", "ess_threshold", "resampling", "eta", "guidance", "gradient_free", "output",
+                    *SMC_OPTIONAL_DEFAULTS)
+
+
+def smc_option_values(values: dict) -> tuple:
+    """smc_config's arguments from a node's inputs by name (optional ones left out at their defaults)."""
+    return tuple(values.get(name, SMC_OPTIONAL_DEFAULTS.get(name)) for name in SMC_OPTION_NAMES)

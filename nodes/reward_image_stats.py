@@ -10,7 +10,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..rewards.image_stats import GOALS, STATISTIC_NAMES, ImageStatReward
-from .options import validation_result
+from .declared import check_execution_inputs, validate
 from .types import PsiReward
 
 
@@ -46,9 +46,11 @@ class PsiImageStatsReward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, statistic, goal, target, color):
-        return validation_result(lambda: build(statistic, goal, target, color), statistic, goal, target, color)
+    def validate_inputs(cls, **values):
+        names = ("statistic", "goal", "target", "color")
+        return validate(cls, values, lambda: build(*(values[n] for n in names)), needs=names)
 
     @classmethod
     def execute(cls, statistic, goal, target, color) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         return io.NodeOutput(build(statistic, goal, target, color))

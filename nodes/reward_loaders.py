@@ -36,9 +36,9 @@ from ..rewards.image_reward import IMAGE_REWARD_SOURCE, load_image_reward
 from ..rewards.layout import MATCHINGS, LayoutReward
 from ..rewards.loading import RewardUnavailableError
 from ..rewards.quantity import T2ICOUNT_FILE, T2ICOUNT_SOURCE, QuantityReward
-from ..rewards.targets import CountTarget, LayoutTarget
+from ..rewards.targets import CountTarget, LayoutTarget, parse_json_target
 from . import reward_models as models
-from .options import validation_result
+from .declared import check_execution_inputs, model_choice, validate
 from .types import PsiReward
 
 CATEGORY = "sampling/psi"
@@ -76,8 +76,8 @@ def reward_output() -> io.Output:
 def folder_input(name: str, choices: list[str], tooltip: str, extra: tuple[str, ...] = (),
                  preferred: str | None = None, optional: bool = False) -> io.Input:
     options = list(choices) + list(extra) if choices or extra else [models.NOTHING_FOUND]
-    return io.Combo.Input(name, options=options, default=models.default_choice(options, preferred), optional=optional,
-                          tooltip=tooltip)
+    return model_choice(io.Combo.Input(name, options=options, default=models.default_choice(options, preferred),
+                                       optional=optional, tooltip=tooltip))
 
 
 def prompt_input() -> io.Input:
@@ -155,23 +155,11 @@ def phrase_detector(use_gdino_py: bool, grounding_dino_folder: str, detector_siz
     return models.grounding_dino(grounding_dino_folder, detector_size)
 
 
-def _json_list(text: Any, name: str, example: str) -> list:
-    if not isinstance(text, str):
-        raise ValueError(f"{name} must be a JSON string like {example}; got {type(text).__name__}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{name} is not valid JSON ({err}); expected e.g. {example}") from None
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"{name} must be a non-empty JSON list like {example}; got {text.strip()[:80]!r}")
-    return data
-
-
 def parse_boxes(text: Any) -> tuple[list[str], list[list[float]]]:
     """The `boxes` widget -> (phrases, boxes); ValueError naming the bad entry."""
     example = '[{"phrase": "a cat", "box": [0.1, 0.2, 0.6, 0.9]}]'
     phrases, boxes = [], []
-    for i, entry in enumerate(_json_list(text, "boxes", example)):
+    for i, entry in enumerate(parse_json_target("boxes", text, example)):
         if not isinstance(entry, dict) or "phrase" not in entry or "box" not in entry:
             raise ValueError(f"boxes entry {i} must be an object with \"phrase\" and \"box\" (e.g. {example}); "
                              f"got {json.dumps(entry)[:80]}")
@@ -192,18 +180,23 @@ def layout_target(boxes: str, units: str, width: int, height: int) -> LayoutTarg
     return LayoutTarget.build(phrases, rows, units, (width, height))
 
 
+#: largest target count: far more objects than a detector finds in one image
+MAX_COUNT = 10_000
+
+
 def parse_counts(text: Any) -> tuple[list[str], list[int]]:
     """The `counts` widget -> (objects, counts); ValueError naming the bad entry."""
     example = '[{"object": "apple", "count": 5}]'
     objects, counts = [], []
-    for i, entry in enumerate(_json_list(text, "counts", example)):
+    for i, entry in enumerate(parse_json_target("counts", text, example)):
         if not isinstance(entry, dict) or "object" not in entry or "count" not in entry:
             raise ValueError(f"counts entry {i} must be an object with \"object\" and \"count\" (e.g. {example}); "
                              f"got {json.dumps(entry)[:80]}")
         count = entry["count"]
-        if isinstance(count, bool) or not isinstance(count, (int, float)) or count != int(count) or count < 0:
-            raise ValueError(f"counts entry {i} ({entry['object']!r}): count must be a whole number >= 0; "
-                             f"got {json.dumps(count)}")
+        if (isinstance(count, bool) or not isinstance(count, (int, float)) or not 0 <= count <= MAX_COUNT
+                or count != int(count)):
+            raise ValueError(f"counts entry {i} ({entry['object']!r}): count must be a whole number >= 0 and "
+                             f"<= {MAX_COUNT}; got {json.dumps(count)[:40]}")
         objects.append(entry["object"])
         counts.append(int(count))
     return objects, counts
@@ -249,13 +242,13 @@ class PsiAestheticReward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, head, clip_folder):
+    def validate_inputs(cls, **values):
         def check():
-            models.resolve_file(head, HEAD_SOURCE)
-            if clip_folder != NO_CLIP_FOLDER:
-                models.check_folder(clip_folder, CLIP_L14_SOURCE)
+            models.resolve_file(values["head"], HEAD_SOURCE)
+            if values["clip_folder"] != NO_CLIP_FOLDER:
+                models.check_folder(values["clip_folder"], CLIP_L14_SOURCE)
 
-        return validation_result(check, head, clip_folder)
+        return validate(cls, values, check, needs=("head", "clip_folder"))
 
     @classmethod
     def fingerprint_inputs(cls, head, clip_folder, **kwargs):
@@ -263,6 +256,7 @@ class PsiAestheticReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, head, clip_folder, clip_vision=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         head_module = models.aesthetic_head(head)
         if clip_vision is not None:
             vision, size, mean, std = host_clip_vision(clip_vision, AESTHETIC_EMBED_WIDTH)
@@ -317,9 +311,14 @@ class PsiLayoutReward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, grounding_dino_folder, boxes, units, width, height, detector_size,
-                        detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
-                        groundingdino_bert_folder=None):
+    def validate_inputs(cls, **values):
+        return validate(cls, values, lambda: cls.check_options(**values))
+
+    @staticmethod
+    def check_options(grounding_dino_folder=None, boxes=None, units=None, width=None, height=None,
+                      detector_size=None, detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
+                      groundingdino_bert_folder=None, **_):
+        """The cross-input checks (a None value: a link, known at execution only, skips them)."""
         use_gdino_py = detector_backend == GDINO_PY
 
         def check():
@@ -332,7 +331,8 @@ class PsiLayoutReward(io.ComfyNode):
                 check_detector(grounding_dino_folder, detector_size)
 
         detector = () if use_gdino_py else (grounding_dino_folder,)
-        return validation_result(check, *detector, boxes, units, width, height, detector_size)
+        if all(v is not None for v in (*detector, boxes, units, width, height, detector_size)):
+            check()
 
     @classmethod
     def fingerprint_inputs(cls, grounding_dino_folder, groundingdino_checkpoint=None, groundingdino_bert_folder=None,
@@ -344,6 +344,7 @@ class PsiLayoutReward(io.ComfyNode):
     def execute(cls, grounding_dino_folder, boxes, units, width, height, matching, detector_size,
                 detector_backend=DETECTOR_BACKENDS[0], groundingdino_checkpoint=None,
                 groundingdino_bert_folder=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         layout_target(boxes, units, width, height)  # targets first: no model is loaded for a bad one
         detector = phrase_detector(detector_backend == GDINO_PY, grounding_dino_folder, detector_size,
                                    groundingdino_checkpoint, groundingdino_bert_folder)
@@ -399,8 +400,13 @@ class PsiQuantityReward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, grounding_dino_folder, counts, detector_size, backend=QUANTITY_BACKENDS[0],
-                        t2icount_checkpoint=None, groundingdino_checkpoint=None, groundingdino_bert_folder=None):
+    def validate_inputs(cls, **values):
+        return validate(cls, values, lambda: cls.check_options(**values))
+
+    @staticmethod
+    def check_options(grounding_dino_folder=None, counts=None, detector_size=None, backend=QUANTITY_BACKENDS[0],
+                      t2icount_checkpoint=None, groundingdino_checkpoint=None, groundingdino_bert_folder=None, **_):
+        """The cross-input checks (a None value: a link, known at execution only, skips them)."""
         def check():
             count_target(counts)
             if backend not in QUANTITY_BACKENDS:
@@ -415,7 +421,8 @@ class PsiQuantityReward(io.ComfyNode):
         # a None value skips the check (a linked input); an absent checkpoint is an error of its own
         values = {T2ICOUNT: (counts, backend), GDINO_PY: (counts, backend, detector_size)}.get(
             backend, (grounding_dino_folder, counts, detector_size))
-        return validation_result(check, *values)
+        if all(v is not None for v in values):
+            check()
 
     @classmethod
     def fingerprint_inputs(cls, grounding_dino_folder, t2icount_checkpoint=None, groundingdino_checkpoint=None,
@@ -428,6 +435,7 @@ class PsiQuantityReward(io.ComfyNode):
     def execute(cls, grounding_dino_folder, counts, box_threshold, temperature, detector_size,
                 backend=QUANTITY_BACKENDS[0], t2icount_checkpoint=None, vae=None, clip=None,
                 groundingdino_checkpoint=None, groundingdino_bert_folder=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         count_target(counts)  # targets first: no model is loaded for a bad one
         if backend == T2ICOUNT:
             if vae is None or clip is None:
@@ -475,7 +483,9 @@ class PsiPickScoreReward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_folder, processor_folder, prompt):
+    def validate_inputs(cls, **values):
+        model_folder, processor_folder, prompt = (values.get(n) for n in ("model_folder", "processor_folder", "prompt"))
+
         def check():
             prompt_text(prompt)
             models.check_folder(model_folder, PICKSCORE_SOURCE)
@@ -485,7 +495,7 @@ class PsiPickScoreReward(io.ComfyNode):
                 raise ValueError(PICKSCORE_PROCESSOR_SOURCE.message(
                     f"no tokenizer files in {name!r}", models.describe_roots()))
 
-        return validation_result(check, model_folder, processor_folder, prompt)
+        return validate(cls, values, check, needs=("model_folder", "processor_folder", "prompt"))
 
     @classmethod
     def fingerprint_inputs(cls, model_folder, processor_folder, **kwargs):
@@ -493,6 +503,7 @@ class PsiPickScoreReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_folder, processor_folder, prompt) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         clip = models.clip_with_tokenizer(model_folder, _processor(processor_folder))
         reward = models.outside_inference(lambda: pickscore_reward(
             clip.model, clip.tokenizer, prompt, clip.image_size, clip.mean, clip.std))
@@ -528,13 +539,15 @@ class PsiHPSv2Reward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, checkpoint, prompt):
+    def validate_inputs(cls, **values):
+        checkpoint, prompt = values.get("checkpoint"), values.get("prompt")
+
         def check():
             check_package(HPSV2_PACKAGE)
             prompt_text(prompt)
             models.resolve_file(checkpoint, HPSV2_SOURCE)
 
-        return validation_result(check, checkpoint, prompt)
+        return validate(cls, values, check, needs=("checkpoint", "prompt"))
 
     @classmethod
     def fingerprint_inputs(cls, checkpoint, **kwargs):
@@ -542,6 +555,7 @@ class PsiHPSv2Reward(io.ComfyNode):
 
     @classmethod
     def execute(cls, checkpoint, prompt) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         check_package(HPSV2_PACKAGE)
         path = models.resolve_file(checkpoint, HPSV2_SOURCE)
         reward = models.CACHE.get(("hpsv2", models.signature(path), prompt), lambda: models.outside_inference(
@@ -573,13 +587,15 @@ class PsiImageRewardReward(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, checkpoint, med_config, prompt):
+    def validate_inputs(cls, **values):
+        checkpoint, med_config, prompt = (values.get(n) for n in ("checkpoint", "med_config", "prompt"))
+
         def check():
             prompt_text(prompt)
             models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
             models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
 
-        return validation_result(check, checkpoint, med_config, prompt)
+        return validate(cls, values, check, needs=("checkpoint", "med_config", "prompt"))
 
     @classmethod
     def fingerprint_inputs(cls, checkpoint, med_config, **kwargs):
@@ -587,6 +603,7 @@ class PsiImageRewardReward(io.ComfyNode):
 
     @classmethod
     def execute(cls, checkpoint, med_config, prompt) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         path = models.resolve_file(checkpoint, IMAGE_REWARD_SOURCE)
         config = models.resolve_file(med_config, IMAGE_REWARD_SOURCE)
         key = ("imagereward", models.signature(path), models.signature(config), prompt)
@@ -627,8 +644,13 @@ class PsiCombineRewards(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        return validate(cls, values)
+
+    @classmethod
     def execute(cls, reward_1, weight_1, reward_2, weight_2, reward_3=None, weight_3=1.0, reward_4=None,
                 weight_4=1.0) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())  # weights by their input names, before WeightedSum numbers the parts
         pairs = [(reward_1, weight_1), (reward_2, weight_2), (reward_3, weight_3), (reward_4, weight_4)]
         parts = [(r, w) for r, w in pairs if r is not None]
         return io.NodeOutput(WeightedSum([r for r, _ in parts], [w for _, w in parts]))

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import torch
 
 from ..comfy_host import taesd
-from ..comfy_host.checks import check_reward
+from ..comfy_host.checks import check_reward, check_run_memory, run_memory_limit
 from ..comfy_host.events import show_text
 from ..comfy_host.progress import MCMCProgress, SMCProgress
 from ..comfy_host.sampler_bridge import SamplerBridge
 from ..comfy_host.sampling import evaluation_source
 from ..psi_core import InitialConfig, InitialParticles, SMCConfig, SMCResult, Trace, draw_initial, run_smc
-from ..psi_core.names import MCMC_KERNELS, PRIOR
+from ..psi_core.names import MCMC_KERNELS, PRIOR, TOPK
 from ..visualizer.convert import choose_steps
 from .particles import PsiParticles, stage_generator
 
@@ -47,7 +47,15 @@ def initial_function(config: InitialConfig, grad_batch_size: int, vae, reward, g
     config = config.validated()
     taesd.check_option(lookahead_decoder)
 
+    counts = {"particles": config.num_particles}
+    if config.method in MCMC_KERNELS:
+        counts["chains"] = config.num_chains
+    if config.method == TOPK:
+        counts["topk_candidates"] = config.topk_candidates or 4 * config.num_particles
+    largest = max(counts, key=counts.get)
+
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        check_run_memory(counts[largest], tuple(x.shape[1:]), 0, grad_batch_size, run_memory_limit(), largest)
         if config.method in MCMC_KERNELS:
             check_reward(reward, needs_gradient=True, purpose=f"the {config.method} initial method")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:
@@ -115,6 +123,8 @@ def smc_function(config: SMCConfig, grad_batch_size: int, vae, reward, outcome: 
     taesd.check_option(lookahead_decoder)
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        check_run_memory(x.shape[0], tuple(x.shape[1:]), min(int(trace_steps or 0), len(sigmas)), grad_batch_size,
+                         run_memory_limit())
         check_reward(reward, needs_gradient=config.guided, purpose="guided SMC (guidance > 0)")
         gen = generator or stage_generator(int((extra_args or {}).get("seed") or 0), "smc")
         with SamplerBridge(model, extra_args, vae, reward, grad_batch_size, memory=memory) as bridge:

@@ -20,6 +20,7 @@ from ..comfy_host.checks import check_reward
 from ..comfy_host.events import show_text
 from ..comfy_host.memory import compute_device, reward_on
 from ..comfy_host.progress import check_interrupt
+from .declared import check_execution_inputs, validate
 from .types import PsiReward
 
 SUMMARIES = ("mean", "best")
@@ -85,7 +86,12 @@ class PsiScoreImages(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, **values):
+        return validate(cls, values)
+
+    @classmethod
     def execute(cls, images, reward, summary, batch_size) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         check_reward(reward, needs_gradient=False, purpose="scoring")
         if summary not in SUMMARIES:
             raise ValueError(f"summary must be one of {SUMMARIES}; got {summary!r}")

@@ -10,14 +10,16 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..comfy_host import memory_modes, taesd
-from ..comfy_host.checks import HostInputError, check_memory_mode, check_reward, check_vae, family_of, prepare_latent
+from ..comfy_host.checks import (HostInputError, check_memory_mode, check_reward, check_run_memory, check_vae,
+                                 family_of, prepare_latent, run_memory_limit)
 from ..comfy_host.progress import sampler_callback
 from ..comfy_host.sampling import cfg_guider, sample_with, schedule
 from ..psi_core.rng import randn
 from ..psi_core.validation import integer_at_least
+from .declared import check_execution_inputs, validate
 from .options import (check_gradient_options, conditioning_inputs, kernel_input, lookahead_decoder_input, memory_input,
                       reward_inputs, schedule_inputs, seed_input, smc_config, smc_control_inputs, smc_inputs,
-                      trace_steps_input, validation_result)
+                      SMC_OPTION_NAMES, smc_option_values, trace_steps_input)
 from .particles import PSI_KEY, PsiParticles, stage_generator
 from .runs import RunOutcome, smc_function
 from .types import PsiTrace
@@ -77,19 +79,14 @@ class PsiSMCSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, particles,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral",
-                        lookahead_decoder="vae",
-                        memory=None):
-        values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
-                  guidance_clip, kernel)
+    def validate_inputs(cls, **values):
+        options = smc_option_values(values)
 
         def check():
-            smc_config(*values)
-            integer_at_least("particles", particles, 1)
-            check_gradient_options(grad_batch_size, lookahead_decoder, memory)
+            smc_config(*options)
+            check_gradient_options(values["grad_batch_size"], values.get("lookahead_decoder"), values.get("memory"))
 
-        return validation_result(check, *values, particles, grad_batch_size)
+        return validate(cls, values, check, needs=SMC_OPTION_NAMES + ("grad_batch_size",))
 
     @classmethod
     def execute(cls, model, seed, steps, scheduler, denoise, positive, negative, cfg, latent_image, vae, reward,
@@ -97,6 +94,7 @@ class PsiSMCSampler(io.ComfyNode):
                 output, trace_steps=6, tempering=True, tempering_ess=0.99, guidance_clip=1.0,
                 kernel="ancestral", lookahead_decoder="vae",
                 memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip, kernel)
         integer_at_least("grad_batch_size", grad_batch_size, 1)
@@ -107,6 +105,7 @@ class PsiSMCSampler(io.ComfyNode):
         check_reward(reward, config.guided, "guided SMC (guidance > 0)")
         carried = latent_image.get(PSI_KEY)
         k = particle_count(samples.shape[0], particles, carried)
+        check_run_memory(k, tuple(samples.shape[1:]), min(trace_steps, steps), grad_batch_size, run_memory_limit())
         sigmas = schedule(model, scheduler, steps, denoise)
         if carried is not None:
             carried.check_compatible(family_of(model), float(sigmas[0]), tuple(samples.shape[1:]))

@@ -14,9 +14,11 @@ from ..comfy_host import memory_modes
 from ..comfy_host.checks import HostInputError, check_reward
 from ..comfy_host.sampling import make_sampler
 from ..psi_core.validation import integer_at_least
+from .declared import check_execution_inputs, validate
 from .noise import PsiNoise
 from .options import (check_gradient_options, kernel_input, lookahead_decoder_input, memory_input, reward_inputs,
-                      smc_config, smc_control_inputs, smc_inputs, trace_steps_input, validation_result)
+                      smc_config, smc_control_inputs, smc_inputs, SMC_OPTION_NAMES, smc_option_values,
+                      trace_steps_input)
 from .runs import RunOutcome, smc_function
 
 
@@ -50,24 +52,21 @@ class PsiSMCSamplerCustom(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, alpha, ess_threshold, resampling, eta, guidance, gradient_free, output,
-                        grad_batch_size, tempering=True, tempering_ess=0.99, guidance_clip=1.0, kernel="ancestral",
-                        lookahead_decoder="vae",
-                        memory=None):
-        values = (alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering, tempering_ess,
-                  guidance_clip, kernel)
+    def validate_inputs(cls, **values):
+        options = smc_option_values(values)
 
         def check():
-            smc_config(*values)
-            check_gradient_options(grad_batch_size, lookahead_decoder, memory)
+            smc_config(*options)
+            check_gradient_options(values["grad_batch_size"], values.get("lookahead_decoder"), values.get("memory"))
 
-        return validation_result(check, *values, grad_batch_size)
+        return validate(cls, values, check, needs=SMC_OPTION_NAMES + ("grad_batch_size",))
 
     @classmethod
     def execute(cls, vae, reward, alpha, ess_threshold, resampling, eta, guidance, gradient_free, grad_batch_size,
                 output, initial_noise=None, trace_steps=6, tempering=True, tempering_ess=0.99,
                 guidance_clip=1.0, kernel="ancestral", lookahead_decoder="vae",
                 memory=memory_modes.DEFAULT_MODE) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
         config = smc_config(alpha, ess_threshold, resampling, eta, guidance, gradient_free, output, tempering,
                             tempering_ess, guidance_clip, kernel)
         integer_at_least("grad_batch_size", grad_batch_size, 1)

@@ -36,6 +36,7 @@ from ..visualizer import (
     write_trace,
 )
 from ..visualizer.drawing import GREY, WHITE, fmt, put_text
+from .declared import check_execution_inputs, validate
 from .types import PsiTrace
 
 LOG = logging.getLogger("psi_sampler")
@@ -184,6 +185,36 @@ def render_grid(trace: Trace, rows: int, vae, model, preview: bool, tile_width: 
     return render_particle_grid(images, trace, tile_width=tile_width, title=title)
 
 
+#: longest file or folder name most file systems take (bytes of UTF-8)
+MAX_NAME_BYTES = 255
+#: room kept in each name for the counter and extension the trace writer appends ("_00001_.json")
+NAME_SUFFIX_BYTES = 16
+
+
+def check_filename_prefix(prefix: str) -> str:
+    """The trace files' name prefix: a relative path inside the output folder whose every
+    part fits a file name (checked when the prompt is queued, not after the graph ran)."""
+    if not isinstance(prefix, str) or not prefix.strip() or "\0" in prefix:
+        raise ValueError(f"filename_prefix must be a non-empty relative name inside the output folder; "
+                         f"got {str(prefix)[:80]!r}")
+    parts = prefix.replace("\\", "/").split("/")
+    if prefix.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise ValueError(f"filename_prefix must be a relative name inside the output folder; got {prefix[:80]!r}")
+    for part in parts:
+        if len(part.encode()) > MAX_NAME_BYTES - NAME_SUFFIX_BYTES:
+            raise ValueError(f"filename_prefix: the name {part[:40]!r}… is {len(part.encode())} bytes long; file "
+                             f"names take at most {MAX_NAME_BYTES - NAME_SUFFIX_BYTES} here")
+    return prefix
+
+
+def check_options(tile_width: int | None, filename_prefix: str | None) -> None:
+    """The visualizer's own checks beyond the declared ranges (None: a link not known yet)."""
+    if tile_width is not None and tile_width != 0 and not 16 <= tile_width <= 1024:
+        raise ValueError(f"tile_width must be 0 (automatic) or in [16, 1024]; got {tile_width}")
+    if filename_prefix is not None:
+        check_filename_prefix(filename_prefix)
+
+
 # --------------------------------------------------------------------------- node
 
 
@@ -237,17 +268,14 @@ class PsiParticleVisualizer(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, tile_width, filename_prefix):
-        if tile_width is not None and tile_width != 0 and not 16 <= tile_width <= 1024:
-            return f"tile_width must be 0 (automatic) or in [16, 1024]; got {tile_width}"
-        if filename_prefix is not None and (not filename_prefix.strip() or filename_prefix.startswith(("/", "\\"))
-                                            or ".." in filename_prefix.replace("\\", "/").split("/")):
-            return f"filename_prefix must be a non-empty relative name inside the output folder; got {filename_prefix!r}"
-        return True
+    def validate_inputs(cls, **values):
+        return validate(cls, values, lambda: check_options(values.get("tile_width"), values.get("filename_prefix")))
 
     @classmethod
     def execute(cls, preview, rows, tile_width, save_trace, filename_prefix, smc_trace=None, initial_trace=None,
                 vae=None, model=None) -> io.NodeOutput:
+        check_execution_inputs(cls, locals())
+        check_options(tile_width, filename_prefix)  # linked values arrive only now
         trace = combine_traces(smc_trace, initial_trace)
         grid = render_grid(trace, rows, vae, model, bool(preview), tile_width or None)
         curves = render_curves(trace)

@@ -12,6 +12,8 @@ CountTarget: object phrases [K] and target counts [K] (finite, >= 0).
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,65 @@ import torch
 from ..psi_core.validation import choice, finite, non_negative
 
 BOX_UNITS = ("auto", "normalized", "pixels")
+
+#: limits of a JSON target (boxes, counts): a few hundred entries fit easily
+MAX_JSON_CHARS = 20_000
+MAX_JSON_DEPTH = 4
+
+
+def parse_json_target(name: str, text: Any, example: str) -> list:
+    """A non-empty JSON list typed into a target widget, parsed within limits: at most
+    MAX_JSON_CHARS characters, nesting at most MAX_JSON_DEPTH deep (checked before parsing,
+    so deep nesting cannot exhaust the parser's recursion), every number finite (NaN,
+    Infinity and overflowing literals such as 1e400 refused). Every failure is a ValueError
+    that starts with `name` and shows `example`."""
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be a JSON string like {example}; got {type(text).__name__}")
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"{name} is {len(text)} characters long; at most {MAX_JSON_CHARS} are accepted")
+    depth = _nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{name} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted "
+                         f"(expected e.g. {example})")
+
+    def finite_float(literal: str) -> float:
+        value = float(literal)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} holds the number {literal[:40]}, which is not finite")
+        return value
+
+    def no_constant(literal: str):
+        raise ValueError(f"{name} holds {literal}, which is not a finite number")
+
+    try:
+        data = json.loads(text, parse_float=finite_float, parse_constant=no_constant)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{name} is not valid JSON ({err}); expected e.g. {example}") from None
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"{name} must be a non-empty JSON list like {example}; got {text.strip()[:80]!r}")
+    return data
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside JSON strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def clean_phrase(phrase: Any, what: str) -> str:

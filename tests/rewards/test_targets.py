@@ -68,3 +68,44 @@ def test_count_target():
 def test_bad_count_targets(objects, counts, error, pattern):
     with pytest.raises(error, match=pattern):
         CountTarget.build(objects, counts)
+
+
+# --------------------------------------------------------------------------- JSON targets within limits
+
+from psi_sampler.rewards.targets import MAX_JSON_CHARS, MAX_JSON_DEPTH, parse_json_target  # noqa: E402
+
+EXAMPLE = '[{"object": "apple", "count": 5}]'
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"count": NaN}]', r"^counts holds NaN, which is not a finite number"),
+    ('[{"count": -Infinity}]', r"^counts holds -Infinity, which is not a finite number"),
+    ('[{"count": 1e400}]', r"^counts holds the number 1e400, which is not finite"),
+    ("[" * 10_000, rf"^counts is nested 10000 levels deep; at most {MAX_JSON_DEPTH}"),
+    ("{" * 50 + "}" * 50, rf"^counts is nested 50 levels deep; at most {MAX_JSON_DEPTH}"),
+    ("x" * (MAX_JSON_CHARS + 1), rf"^counts is {MAX_JSON_CHARS + 1} characters long; at most {MAX_JSON_CHARS}"),
+    ('[{"count": 5}', r"^counts is not valid JSON"),
+    ("[]", r"^counts must be a non-empty JSON list"),
+    ('{"count": 5}', r"^counts must be a non-empty JSON list"),
+])
+def test_json_target_refused_with_its_name(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_json_target("counts", text, EXAMPLE)
+
+
+def test_json_target_brackets_inside_strings_do_not_count_as_nesting():
+    text = '[{"object": "a [[[[[[ \\" {{{{{{ b", "count": 2.0}]'
+    assert parse_json_target("counts", text, EXAMPLE) == [{"object": 'a [[[[[[ " {{{{{{ b', "count": 2.0}]
+
+
+def test_json_target_at_the_limits_is_accepted():
+    nested = "[" * MAX_JSON_DEPTH + "1" + "]" * MAX_JSON_DEPTH
+    assert parse_json_target("boxes", nested, EXAMPLE)
+    entry = '{"object": "x", "count": 1}, '
+    long = "[" + entry * ((MAX_JSON_CHARS - 40) // len(entry)) + '{"object": "y", "count": 1}]'
+    assert len(long) <= MAX_JSON_CHARS and len(parse_json_target("counts", long, EXAMPLE)) > 500
+
+
+def test_json_target_not_a_string():
+    with pytest.raises(ValueError, match=r"^counts must be a JSON string"):
+        parse_json_target("counts", 5, EXAMPLE)

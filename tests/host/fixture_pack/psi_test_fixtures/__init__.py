@@ -13,6 +13,7 @@ Nodes:
   PsiTestFp8Model       a MODEL rebuilt with fp8 weight storage (as UNETLoader's weight_dtype does)
   PsiTestOpaqueModel    a MODEL whose diffusion model hides its blocks
   PsiTestPartialModel   a MODEL with a weight patch, always loaded partially (ComfyUI's lowvram path)
+  PsiTestAnything       a JSON value as the any type, to send wrong kinds of values past the type check
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import dynamic_standin as standin
 from . import memory_fixtures_nodes
-from . import faults, fixture_rewards, gradcheck, tiny, ungated_kitchen
+from . import faults, fixture_rewards, fuzz_audit, gradcheck, tiny, ungated_kitchen
 
 if os.environ.get(ungated_kitchen.ENV) == "1":  # a test server of its own (test_kitchen_gradients.py)
     ungated_kitchen.remove_training_fallbacks()
@@ -36,6 +37,7 @@ if os.environ.get(ungated_kitchen.ENV) == "1":  # a test server of its own (test
 PsiReward = io.Custom("PSI_REWARD")
 PsiTrace = io.Custom("PSI_TRACE")
 CATEGORY = "testing/psi"
+fuzz_audit.install()
 
 
 class PsiTestTinyModel(io.ComfyNode):
@@ -184,7 +186,7 @@ class PsiTestTraceSummary(io.ComfyNode):
 
 
 NODES = [PsiTestTinyModel, PsiTestReward, PsiTestGradCheck, PsiTestGradientFault, PsiTestHostState,
-         PsiTestLatentDigest, PsiTestTraceSummary, *memory_fixtures_nodes.NODES]
+         PsiTestLatentDigest, PsiTestTraceSummary, *memory_fixtures_nodes.NODES, *fuzz_audit.NODES]
 
 
 class FixtureExtension(ComfyExtension):
