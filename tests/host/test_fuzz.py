@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import urllib.request
 from collections import Counter
@@ -303,7 +304,7 @@ class Fuzzer:
         self.counts["failed at execution, input named"] += 1
 
 
-def test_fuzz_prompts(comfy):
+def test_fuzz_prompts(comfy, capsys):
     sentinel = comfy.work / SENTINEL
     sentinel.mkdir(exist_ok=True)
     for file in ("secret.safetensors", "secret.pt", "x"):
@@ -348,7 +349,9 @@ def test_fuzz_prompts(comfy):
     fuzzer.counts["seconds in all"] = round(time.time() - started, 1)
     reads = comfy.get("/psi_test/outside_reads")
     assert comfy.process.poll() is None and comfy.get("/system_stats")
-    print(f"fuzz counts: {dict(fuzzer.counts)}")
+    with capsys.disabled():  # the counts belong in the run's output, passing or not
+        print(f"\nfuzz counts ({os.environ.get('COMFYUI_PATH', 'host').rstrip('/').rsplit('/', 1)[-1]}): "
+              f"{dict(fuzzer.counts)}")
     assert not reads, f"files outside the model folders were opened: {reads}"
     assert fuzzer.counts["sent"] >= EXAMPLES * 0.7
 

@@ -28,6 +28,8 @@ def install() -> None:
         from server import PromptServer
     except ImportError:  # not inside a ComfyUI server
         return
+    if getattr(PromptServer, "instance", None) is None:  # imported by a probe, with no server running
+        return
 
     @PromptServer.instance.routes.get("/psi_test/outside_reads")
     async def outside_reads(request):
