@@ -39,9 +39,12 @@ exp(λ_0·r̂/α) with
 which is zero when λ_0 = α/α_mcmc: the chains already sampled the first target.
 
 Tempering. λ_{t+1} ∈ [λ_t, 1] is the largest value whose conditional ESS of the
-increments (Zhou, Johansen & Aston 2016) stays at `tempering_ess`, found by bisection
-after the move, but at least λ_t^((n−1)/n) with n stochastic steps left (a geometric path
-in log λ), so it reaches 1 at the last σ > 0 without a final jump.
+increments (Zhou, Johansen & Aston 2016) stays at the step's target (`step_ess_target`:
+`tempering_ess`, loosened below 40 steps), found by bisection after the move, but at least
+λ_t^((n−1)/n) with n steps left (a geometric path in log λ). By default (lambda_one_at
+"final") σ = 0 counts as the last of those n steps: λ may stay below 1 at the last σ > 0
+and the exact final increment below completes the tilt; with "last_noisy" λ reaches 1
+at the last σ > 0.
 
 One look-ahead evaluation per particle per step: r̂(x', σ') and its gradient are
 what the next step needs, so they are cached and index-selected on resampling.
@@ -107,8 +110,9 @@ class SMCConfig:
     initial_weights: consistent (r̂·(1/α − 1/α_mcmc) for tilted particles) |
         reference (r̂/α always, the reference code's double-counted tilt).
     record_x0_steps: step indices whose predicted clean latents the trace keeps.
-    tempering: intermediate targets λ_t·r̂/α with λ chosen adaptively, rising to 1 by the
-        last σ > 0 (off: λ = 1 throughout, the untempered twist of TDS).
+    tempering: intermediate targets λ_t·r̂/α with λ chosen adaptively, rising to 1 by σ = 0
+        (by the last σ > 0 with lambda_one_at last_noisy; off: λ = 1 throughout, the untempered
+        twist of TDS).
     tempering_ess: conditional-ESS fraction each λ increment keeps, in (0, 1), at 40 steps or more;
         over N < 40 steps each increment keeps tempering_ess^((40/N)²) (`step_ess_target`;
         ess_by_steps False: tempering_ess at any step count, the rule before few-step models).
@@ -265,8 +269,8 @@ def step_ess_target(tempering_ess: float, num_steps: int) -> float:
 
 
 def lambda_floor(lam: float, remaining: int) -> float:
-    """λ^((n−1)/n) for n = `remaining` stochastic steps: the geometric path from λ to 1 in log λ,
-    so λ reaches 1 by the last noisy step however long the conditional ESS holds it back
+    """λ^((n−1)/n) for n = `remaining` steps: the geometric path from λ to 1 in log λ,
+    so λ reaches 1 by the n-th step however long the conditional ESS holds it back
     (0 stays 0: a twist not yet started has no path)."""
     if lam <= 0.0:
         return 0.0
@@ -316,8 +320,9 @@ def smc_step(state: SMCState, step: int, sigma: float, sigma_next: float, lookah
              record_x0: bool = False, remaining: int = 1) -> tuple[SMCState, SMCRecord]:
     """Resample if ESS < τ·K, then move every particle σ → σ', choose λ_{t+1} and reweight.
 
-    `remaining`: stochastic steps left including this one (1: σ' is the last σ > 0, where λ
-    must reach 1); λ rises at least geometrically towards 1, λ' ≥ λ^((n−1)/n)."""
+    `remaining`: stochastic steps left including this one (1: σ' is the last σ > 0); λ rises at
+    least geometrically towards 1, λ' ≥ λ^((n−1)/n), with n = remaining + 1 when σ = 0 completes
+    the tilt (lambda_one_at "final") and n = remaining when λ must reach 1 at the last σ > 0."""
     k = state.x.shape[0]
     ess = state.log_weights.ess
     if config.ess_threshold > 0 and ess < config.ess_threshold * k:
